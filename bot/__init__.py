@@ -1,0 +1,1 @@
+"""Assistant for guardians whose child's social security card is lost."""

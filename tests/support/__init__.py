@@ -1,0 +1,1 @@
+"""Helpers the tests share: free ports, real server processes, waiting."""
