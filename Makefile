@@ -7,7 +7,8 @@ BIN     := $(VENV)/bin
 PY      := $(BIN)/python
 STAMP   := $(VENV)/.installed
 MODEL   := models/bot.tar.gz
-TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null) $(wildcard bot/nlu/*.py)
+WEB     := web/node_modules/.installed
+TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
 
 .PHONY: help run test lint validate pytest rasa-test train deps clean
 
@@ -22,11 +23,17 @@ $(STAMP): pyproject.toml requirements.lock
 	  if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))'; then \
 	    echo "setup: creating $(VENV) with $$python"; rm -rf $(VENV); "$$python" -m venv $(VENV); fi
 	@echo "setup: installing pinned dependencies into $(VENV) (about a minute the first time)"
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==24.0" "setuptools==69.5.1" "wheel==0.43.0"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==24.0" "setuptools==70.3.0" "wheel==0.43.0"
 	@$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	@touch $@
 
-deps: $(STAMP)
+$(WEB): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "setup: npm not found: install Node.js (apt-get install nodejs npm)"; exit 1; }
+	@echo "setup: installing the chat widget (rasa-webchat) from npm"
+	@cd web && npm ci --silent
+	@touch $@
+
+deps: $(STAMP) $(WEB)
 
 $(MODEL): $(STAMP) $(TRAIN_INPUTS)
 	@echo "train: training the bilingual model (inputs changed)"
@@ -37,7 +44,7 @@ $(MODEL): $(STAMP) $(TRAIN_INPUTS)
 
 train: $(MODEL)
 
-run: $(STAMP) $(MODEL)
+run: $(STAMP) $(WEB) $(MODEL)
 	@$(PY) -m bot.launcher
 
 lint: $(STAMP)
@@ -47,11 +54,11 @@ lint: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/rasa data validate --fail-on-warnings --quiet
 
-pytest: $(STAMP) $(MODEL)
-	$(BIN)/pytest
+pytest: $(STAMP) $(WEB) $(MODEL)
+	$(BIN)/pytest --junitxml=results/pytest.xml
 
 rasa-test: $(STAMP) $(MODEL)
-	$(BIN)/rasa test core --model $(MODEL) --stories tests/stories --fail-on-prediction-errors --out results/core --quiet
+	$(BIN)/rasa test --model $(MODEL) --stories tests/stories --nlu tests/nlu --fail-on-prediction-errors --out results --quiet
 
 test: lint validate pytest rasa-test
 	@echo "make test: every stage passed"

@@ -52,7 +52,7 @@ def die_with_parent() -> None:
 
 def main() -> None:
     die_with_parent()
-    env_path = ROOT / ".env"
+    env_path = Path(os.environ.get("ENV_FILE", str(ROOT / ".env")))
     added = envfile.ensure_secrets(env_path)
     if added:
         say(f"launcher: wrote new secrets to {env_path} ({', '.join(added)})")

@@ -1,1 +1,0 @@
-"""Rasa graph components of our NLU pipeline."""
