@@ -100,7 +100,16 @@ def test_launcher_starts_everything_answers_and_stops_without_orphans(tmp_path: 
         assert not alive, f"orphans left: {[p.cmdline() for p in alive]}"
     finally:
         if launcher.poll() is None:
-            launcher.kill()
+            # Let honcho stop its children first; then nothing may survive the test.
+            tree = psutil.Process(launcher.pid).children(recursive=True)
+            launcher.terminate()
+            try:
+                launcher.wait(30)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+            for child in tree:
+                if child.is_running():
+                    child.kill()
 
 
 def test_a_second_start_keeps_the_secrets(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ class Stack:
             "RASA_TOKEN": "test-rasa-token",
             "CARD_SERVICE_TOKEN": "test-service-token",
             "CARD_SERVICE_STAFF_TOKEN": "test-staff-token",
-            "DATA_ENCRYPTION_KEY": "test-data-key",
+            "DATA_ENCRYPTION_KEY": "test-data-encryption-key-0123456789",
             "DATA_DIR": str(log_dir / "var"),
             **(extra_env or {}),
         }
@@ -46,10 +46,17 @@ class Stack:
         checks = health.checks(self.settings)
         for name in names:
             if name in checks:
+                process, check = self.processes[name], checks[name]
+
+                def up(process: Process = process, check: health.Check = check) -> bool:
+                    if not process.running:
+                        raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
+                    return check()
+
                 try:
-                    wait_for(checks[name], timeout, name)
+                    wait_for(up, timeout, name)
                 except TimeoutError as error:
-                    raise TimeoutError(f"{error}\n{self.processes[name].log_tail()}") from None
+                    raise TimeoutError(f"{error}\n{process.log_tail()}") from None
         return self
 
     def stop(self) -> None:
