@@ -21,11 +21,15 @@ SUPPORTED = ("en", "zh")
 def language_of(message: dict[str, Any]) -> str | None:
     """The language a message asks for: an explicit `language` entity (a button or the
     page's first payload carries one), else the script of the text, else None."""
+    text = str(message.get("text") or "")
+    if text.startswith("EXTERNAL: "):
+        # An event from the card service, not the guardian: the language stays.
+        return None
     for entity in message.get("entities") or []:
         if entity.get("entity") == "language" and entity.get("value") in SUPPORTED:
             return str(entity["value"])
     metadata = message.get("metadata") or {}
-    text_language = detect(message.get("text"))
+    text_language = detect(text)
     if text_language:
         return text_language
     locale = str(metadata.get("language") or "")

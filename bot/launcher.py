@@ -81,7 +81,8 @@ def main() -> None:
             manager.terminate()
             return
         say(f"launcher: ready in {time.monotonic() - started:.1f} s")
-        say(f"REST webhook: {settings.rasa_url}/webhooks/rest/webhook")
+        if env.get("BOT_ENV") != "production" or env.get("REST_TOKEN"):
+            say(f"REST webhook: {settings.rasa_url}/webhooks/rest/webhook")
         say(f"Chat page: {settings.chat_page_url}")
 
     threading.Thread(target=announce, daemon=True).start()

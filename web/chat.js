@@ -1,15 +1,45 @@
 // Starts the rasa-webchat widget against the Rasa server that served this page.
 (function () {
+  "use strict";
   var lang = /^zh/i.test(navigator.language || "") ? "zh" : "en";
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  var zh = lang === "zh";
+  document.documentElement.lang = zh ? "zh-CN" : "en";
   document.querySelectorAll("[data-" + lang + "]").forEach(function (el) {
     el.textContent = el.getAttribute("data-" + lang);
   });
+  // Phones get the whole screen; a desktop page keeps its floating widget.
   var phone = window.matchMedia("(max-width: 600px)").matches;
-  var zh = lang === "zh";
+  document.body.classList.add(phone ? "phone" : "desktop");
+
+  // The widget keeps the conversation in localStorage (history across reloads);
+  // on a shared phone the guardian can wipe it.
+  document.getElementById("clear-chat").addEventListener("click", function () {
+    var question = zh ? "清除本机上的对话记录？" : "Clear this conversation from this device?";
+    if (window.confirm(question)) {
+      window.localStorage.removeItem("chat_session");
+      window.location.reload();
+    }
+  });
+
+  // Links in messages open only web, mail and phone addresses: a `javascript:` link in a
+  // message must never run (the page's CSP blocks it as well).
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("#chat a[href]");
+    if (link && !/^(https?:|mailto:|tel:)/i.test(link.href)) {
+      event.preventDefault();
+      event.stopPropagation();
+    }
+  }, true);
+
+  // When the keyboard opens the page gets shorter: keep the latest message in view.
+  window.addEventListener("resize", function () {
+    var list = document.querySelector("#chat .rw-messages-container");
+    if (list) { list.scrollTop = list.scrollHeight; }
+  });
+
   WebChat.default({
-    selector: "#chat",
-    // The language rides on the first payload, so the greeting comes in it.
+    // The language rides on the first payload, so the greeting comes in it; later
+    // messages carry it as metadata and the bot follows the language actually typed.
     initPayload: '/greet{"language": "' + lang + '"}',
     customData: { language: lang },
     socketUrl: window.location.origin,
@@ -17,8 +47,12 @@
     title: zh ? "社保卡挂失助手" : "Card assistant",
     subtitle: zh ? "自动助手 · 人工请拨 12333" : "Automated · call 12333 for a person",
     inputTextFieldHint: zh ? "请输入…" : "Type a message…",
+    connectingText: zh ? "正在连接…" : "Connecting…",
+    hideWhenNotConnected: false,
     embedded: phone,
     showFullScreenButton: !phone,
+    // A short pause reads as a reply; the widget's default waits up to 3 s per message.
+    customMessageDelay: function () { return 300; },
     params: { storage: "local" }
-  }, null);
+  }, document.getElementById("chat"));
 })();

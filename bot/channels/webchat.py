@@ -1,18 +1,38 @@
-"""The web chat channel: Rasa's socket.io channel, plus the chat page on the same origin."""
+"""The web chat channel: socket.io rooms shared through Redis, and the chat page itself.
+
+Rasa's own socket.io channel keeps its rooms in the process that holds the socket, so a
+message pushed by another Rasa process or worker (the card service's "card ready") is
+lost. Ours builds the same server with python-socketio's Redis manager: an emit to a
+conversation's room is published on Redis and every process delivers it to the sockets
+it holds.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import gzip
+import hashlib
+import inspect
+import json
+import logging
+import re
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import rasa.core.channels.channel
+import socketio
 from rasa.core.channels.channel import UserMessage
-from rasa.core.channels.socketio import SocketIOInput
-from sanic import Blueprint, response
+from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
+from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.config import ROOT
+from bot.config import ROOT, Settings
+
+log = logging.getLogger(__name__)
 
 WEB_DIR = ROOT / "web"
 # The files the page may fetch, and nothing else: the widget bundle comes from npm.
@@ -26,17 +46,79 @@ ASSETS: dict[str, tuple[Path, str]] = {
     ),
 }
 SECURITY_HEADERS = {
+    # No inline script: even markup that slipped into the page could not run.
     "Content-Security-Policy": (
         "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: https:; "
-        "style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; "
+        "style-src 'self' 'unsafe-inline'; font-src 'self' data:; script-src 'self'; "
+        "object-src 'none'; "
         "base-uri 'none'; frame-ancestors 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
 }
+# The session id is the conversation id and the only thing that lets a socket join a
+# conversation's room: it must be long enough not to be guessed. Anything else gets a new one.
+# rasa-webchat's styles import a web font from Google: taken out so the page fetches
+# nothing from elsewhere (the CSP would block it anyway, and it is slow or blocked in China).
+REMOTE_FONT_IMPORT = re.compile(rb"@import url\(https://fonts\.googleapis\.com/[^)]*\);")
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
+# Every process of one stack must use the same channel; the prefix keeps it apart from
+# other users of the same Redis.
+REDIS_CHANNEL = "cardbot:socketio"
+SUBSCRIBE_TIMEOUT = 5.0
+
+
+def valid_session_id(value: Any) -> str | None:
+    """The client's session id when it is one we could have issued, else None.
+
+    >>> valid_session_id("3f2a9c0d1e8b4f6a9d7c5b3a1e0f2d4c")
+    '3f2a9c0d1e8b4f6a9d7c5b3a1e0f2d4c'
+    >>> valid_session_id("alice") is None
+    True
+    >>> valid_session_id({"id": 1}) is None
+    True
+    """
+    if isinstance(value, str) and SESSION_ID.fullmatch(value):
+        return value
+    return None
+
+
+def message_metadata(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """The widget's `customData` (a JSON object, sometimes sent as a string) as metadata.
+
+    >>> message_metadata({"customData": '{"language": "zh"}'}, "customData")
+    {'language': 'zh'}
+    >>> message_metadata({"customData": "not json"}, "customData")
+    {}
+    """
+    metadata = data.get(key) or {}
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+@functools.lru_cache(maxsize=8)
+def served_file(path: Path, mtime_ns: int) -> tuple[bytes, bytes, str]:
+    """The file as served, gzipped, and its ETag (cached per version of the file).
+
+    Imports from other sites are taken out; gzip matters on a phone (the widget is 700 KB).
+    """
+    body = REMOTE_FONT_IMPORT.sub(b"", path.read_bytes())
+    return body, gzip.compress(body), f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+
+
+def redis_client_manager(redis_url: str) -> socketio.AsyncRedisManager:
+    return socketio.AsyncRedisManager(redis_url, channel=REDIS_CHANNEL)
 
 
 class WebChatInput(SocketIOInput):
+    """Rasa's socket.io channel (same events, session persistence and `jwt_key`),
+    with its rooms shared through Redis."""
+
     @classmethod
     def name(cls) -> str:
         return "webchat"
@@ -44,23 +126,109 @@ class WebChatInput(SocketIOInput):
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
     ) -> Blueprint:
-        blueprint = super().blueprint(on_new_message)
+        redis_url = Settings.from_env().redis_url
+        # cors_allowed_origins=[] as in Rasa: Rasa's own --cors setting decides.
+        sio = socketio.AsyncServer(
+            async_mode="sanic",
+            cors_allowed_origins=[],
+            client_manager=redis_client_manager(redis_url),
+        )
+        # get_output_channel() hands this server to trigger_intent's "latest" channel.
+        self.sio = sio
+        blueprint = SocketBlueprint(sio, self.socketio_path, "webchat_socketio", __name__)
+        self._add_socket_handlers(sio, on_new_message)
+        blueprint.add_route(self._health, "/", methods=["GET"], name="health")
+        blueprint.add_route(self._page, "/chat", methods=["GET"], name="chat_page")
+        blueprint.add_route(self._page, "/chat/<asset:str>", methods=["GET"], name="chat_asset")
 
-        async def page(request: Request, asset: str = "") -> HTTPResponse:
-            if not asset and not request.path.endswith("/"):
-                # The page's assets are relative to the folder.
-                return response.redirect(request.path + "/")
-            if asset not in ASSETS:
-                return response.text("not found", status=404)
-            path, content_type = ASSETS[asset]
-            if not path.is_file():
-                return response.text(
-                    "the chat page is not installed: run `make run`", status=503
-                )
-            return await response.file(
-                str(path), mime_type=content_type, headers=SECURITY_HEADERS
-            )
+        async def listen_before_clients(app: Sanic, _loop: Any) -> None:
+            await self._start_listening(sio)
 
-        blueprint.add_route(page, "/chat", methods=["GET"], name="chat_page")
-        blueprint.add_route(page, "/chat/<asset:str>", methods=["GET"], name="chat_asset")
+        blueprint.listener("after_server_start")(listen_before_clients)
         return blueprint
+
+    async def _start_listening(self, sio: socketio.AsyncServer) -> None:
+        """Subscribe to the Redis channel now, not at the first connection.
+
+        Left to python-socketio, the subscription starts with the first socket and the
+        reply to that socket's session request can be published before it is in place.
+        """
+        if sio.manager_initialized:
+            return
+        sio.manager_initialized = True
+        sio.manager.initialize()
+        pubsub = sio.manager.pubsub
+        deadline = asyncio.get_running_loop().time() + SUBSCRIBE_TIMEOUT
+        while not pubsub.subscribed:
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("webchat: not subscribed to Redis after %.0f s", SUBSCRIBE_TIMEOUT)
+                return
+            await asyncio.sleep(0.02)
+
+    def _add_socket_handlers(
+        self, sio: socketio.AsyncServer, on_new_message: Callable[[UserMessage], Awaitable[Any]]
+    ) -> None:
+        namespace = self.namespace
+
+        @sio.on("connect", namespace=namespace)
+        async def connect(sid: str, environ: dict, auth: dict | None) -> bool:
+            if not self.jwt_key:
+                return True
+            token = (auth or {}).get("token")
+            payload = token and rasa.core.channels.channel.decode_bearer_token(
+                token, self.jwt_key, self.jwt_algorithm
+            )
+            return bool(payload)
+
+        @sio.on("session_request", namespace=namespace)
+        async def session_request(sid: str, data: dict | None) -> None:
+            session_id = valid_session_id((data or {}).get("session_id")) or uuid.uuid4().hex
+            if self.session_persistence:
+                joined = sio.enter_room(sid, session_id, namespace=namespace)
+                # A coroutine from python-socketio 5.10 on (Rasa's channel forgets to await it).
+                if inspect.isawaitable(joined):
+                    await joined
+            await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
+
+        @sio.on(self.user_message_evt, namespace=namespace)
+        async def user_message(sid: str, data: dict) -> None:
+            if not isinstance(data, dict):
+                return
+            if self.session_persistence:
+                sender_id = valid_session_id(data.get("session_id"))
+                if sender_id is None:
+                    log.warning("webchat: message without a valid session_id ignored")
+                    return
+            else:
+                sender_id = sid
+            message = UserMessage(
+                str(data.get("message") or ""),
+                SocketIOOutput(sio, self.bot_message_evt),
+                sender_id,
+                input_channel=self.name(),
+                metadata=message_metadata(data, self.metadata_key or "metadata"),
+            )
+            await on_new_message(message)
+
+    @staticmethod
+    async def _health(_: Request) -> HTTPResponse:
+        return response.json({"status": "ok"})
+
+    @staticmethod
+    async def _page(request: Request, asset: str = "") -> HTTPResponse:
+        if not asset and not request.path.endswith("/"):
+            # The page's assets are relative to the folder.
+            return response.redirect(request.path + "/")
+        if asset not in ASSETS:
+            return response.text("not found", status=404)
+        path, content_type = ASSETS[asset]
+        if not path.is_file():
+            return response.text("the chat page is not installed: run `make run`", status=503)
+        body, zipped, etag = served_file(path, path.stat().st_mtime_ns)
+        headers = {**SECURITY_HEADERS, "ETag": etag, "Vary": "Accept-Encoding"}
+        if request.headers.get("If-None-Match") == etag:
+            return response.empty(status=304, headers=headers)
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            return response.raw(zipped, content_type=content_type,
+                                headers={**headers, "Content-Encoding": "gzip"})
+        return response.raw(body, content_type=content_type, headers=headers)

@@ -8,23 +8,15 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.support.stack import Stack, has_cjk, texts
+from tests.support.stack import Stack, has_cjk, running_stack, texts
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from tests.conftest import RedisServer
-
-    log_dir = tmp_path_factory.mktemp("stack")
-    redis_dir = log_dir / "redis"
-    redis_dir.mkdir()
-    redis = RedisServer(redis_dir, log_dir).start()
-    stack = Stack(redis.url, log_dir).start()
-    yield stack
-    stack.stop()
-    redis.stop()
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 def sender() -> str:

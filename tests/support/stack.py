@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -55,7 +57,9 @@ class Stack:
 
                 try:
                     wait_for(up, timeout, name)
-                except TimeoutError as error:
+                except (TimeoutError, RuntimeError) as error:
+                    # A fixture that fails here never reaches stop(): leave nothing behind.
+                    self.stop()
                     raise TimeoutError(f"{error}\n{process.log_tail()}") from None
         return self
 
@@ -92,3 +96,19 @@ def texts(replies: list[dict]) -> str:
 
 def has_cjk(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+@contextmanager
+def running_stack(directory: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A fresh Redis and the whole stack on it, stopped afterwards whatever happens."""
+    from tests.conftest import RedisServer
+
+    redis_dir = directory / "redis"
+    redis_dir.mkdir()
+    redis = RedisServer(redis_dir, directory).start()
+    stack = Stack(redis.url, directory, extra_env)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+        redis.stop()

@@ -46,3 +46,8 @@ def test_payload_entity_and_page_locale() -> None:
     assert language_of({"text": "/greet", "metadata": {"language": "fr-FR"}}) is None
     # What the user writes wins over the browser's locale.
     assert language_of({"text": "hello", "metadata": {"language": "zh-CN"}}) == "en"
+
+
+def test_an_external_event_keeps_the_language() -> None:
+    assert run({"text": "EXTERNAL: EXTERNAL_card_ready", "intent": {"name": "EXTERNAL_card_ready"}},
+               current="zh") == []

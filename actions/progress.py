@@ -1,0 +1,161 @@
+"""Progress and changes: status checks, "the card was found", and the card-ready message."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Any
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.card_service import client, region_for, region_words
+from bot import identity, statuses
+from bot.card_client import CardServiceUnavailable, Conflict, LossReport, NotFound, RateLimited
+from bot.free_text import id_number_in
+
+logger = logging.getLogger(__name__)
+MAX_VERIFICATION_FAILURES = 3
+
+
+class _ValidateVerification(FormValidationAction):
+    """Both verification forms ask the same two things."""
+
+    @abstractmethod
+    def name(self) -> str: ...
+
+    async def validate_reference_number(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        checked = identity.parse_reference(str(value or ""))
+        if not checked.ok:
+            dispatcher.utter_message(response="utter_invalid_reference")
+            return {"reference_number": None}
+        return {"reference_number": checked.value}
+
+    async def validate_verify_id_number(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        checked = identity.check_id_number(id_number_in(str(value or "")))
+        if not checked.ok:
+            dispatcher.utter_message(response=f"utter_invalid_id_{checked.reason}")
+            return {"verify_id_number": None}
+        return {"verify_id_number": checked.value}
+
+
+class ValidateStatusForm(_ValidateVerification):
+    def name(self) -> str:
+        return "validate_status_form"
+
+
+class ValidateCardFoundForm(_ValidateVerification):
+    def name(self) -> str:
+        return "validate_card_found_form"
+
+
+def _label(status: str, language: str) -> str:
+    entry = statuses.TABLE[status]
+    return entry.label_zh if language == "zh" else entry.label_en
+
+
+class _VerifiedAction(Action, ABC):
+    """Runs a verified call; a wrong ID and an unknown reference read the same."""
+
+    @abstractmethod
+    async def call(self, reference: str, id_number: str, caller: str) -> LossReport: ...
+
+    @abstractmethod
+    async def answer(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                     report: LossReport, language: str) -> list[dict[str, Any]]: ...
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[dict[str, Any]]:
+        reference = tracker.get_slot("reference_number") or ""
+        id_number = tracker.get_slot("verify_id_number") or ""
+        language = tracker.get_slot("language") or "en"
+        forget = [SlotSet("verify_id_number", None)]
+        failures = int(tracker.get_slot("verification_failures") or 0)
+        try:
+            report = await self.call(reference, id_number, tracker.sender_id)
+        except NotFound:
+            failures += 1
+            logger.info("verification failed for %s (%d)", reference, failures)
+            if failures >= MAX_VERIFICATION_FAILURES:
+                dispatcher.utter_message(response="utter_verification_locked")
+            else:
+                dispatcher.utter_message(response="utter_not_verified")
+            return [*forget, SlotSet("reference_number", None),
+                    SlotSet("verification_failures", float(failures))]
+        except RateLimited:
+            dispatcher.utter_message(response="utter_verification_locked")
+            return [*forget, SlotSet("reference_number", None)]
+        except CardServiceUnavailable:
+            dispatcher.utter_message(response="utter_service_unavailable")
+            return forget
+        return [*forget, SlotSet("verification_failures", 0.0),
+                *await self.answer(dispatcher, tracker, report, language)]
+
+
+class ActionCheckStatus(_VerifiedAction):
+    def name(self) -> str:
+        return "action_check_status"
+
+    async def call(self, reference: str, id_number: str, caller: str) -> LossReport:
+        return await client().lookup_async(reference, id_number, caller)
+
+    async def answer(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                     report: LossReport, language: str) -> list[dict[str, Any]]:
+        words = region_words(report.region, language)
+        history = "\n".join(f"· {entry.at[:10]} {_label(entry.status, language)}"
+                            for entry in report.history)
+        dispatcher.utter_message(
+            response="utter_status", reference=report.reference,
+            status_label=_label(report.status, language), history=history,
+        )
+        dispatcher.utter_message(response=f"utter_next_step_{report.next_step}",
+                                 valid_until=report.valid_until, **words)
+        return []
+
+
+class ActionCancelReport(_VerifiedAction):
+    def name(self) -> str:
+        return "action_cancel_report"
+
+    async def call(self, reference: str, id_number: str, caller: str) -> LossReport:
+        try:
+            return await client().cancel_async(reference, id_number, caller)
+        except Conflict:
+            # Verified but too late to lift: say where it stands instead.
+            return await client().lookup_async(reference, id_number, caller)
+
+    async def answer(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                     report: LossReport, language: str) -> list[dict[str, Any]]:
+        if report.status == statuses.CANCELLED:
+            dispatcher.utter_message(response="utter_report_cancelled",
+                                     reference=report.reference)
+        else:
+            dispatcher.utter_message(response="utter_cannot_cancel",
+                                     reference=report.reference,
+                                     status_label=_label(report.status, language))
+        return []
+
+
+class ActionCardReady(Action):
+    """Said unasked, when the card service reports the card can be collected."""
+
+    def name(self) -> str:
+        return "action_card_ready"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[dict[str, Any]]:
+        entities = tracker.latest_message.get("entities") or []
+        reference = next((e.get("value") for e in entities
+                          if e.get("entity") == "reference_number"),
+                         tracker.get_slot("reference_number"))
+        language = tracker.get_slot("language") or "en"
+        region = await region_for(tracker.get_slot("city"))
+        dispatcher.utter_message(response="utter_card_ready", reference=reference,
+                                 **region_words(region, language))
+        return [SlotSet("reference_number", reference)] if reference else []

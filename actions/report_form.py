@@ -1,0 +1,211 @@
+"""The loss report form: each answer checked by the shared validators, the reason said back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import ActiveLoop, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from bot import identity, regions
+from bot.free_text import (
+    RELATIONSHIP_LABELS,
+    id_number_in,
+    item_in,
+    name_in,
+    phone_in,
+    relationship_in,
+)
+
+CHINA = ZoneInfo("Asia/Shanghai")
+MAX_FAILURES = 3
+DETAILS = ["child_name", "child_id_number", "guardian_name", "guardian_id_number",
+           "relationship", "phone_number", "city"]
+# Cleared when the report is filed or the form stopped; the reference and city stay.
+PERSONAL = [*DETAILS[:-1], "report_confirmed", "item_to_change", "failed_attempts"]
+NATIONAL = "全国"  # the card service files it under the national default rules
+OTHER_CITY = ("other", "others", "national", "其他", "其它", "别的", "全国")
+
+
+def today() -> dt.date:
+    return dt.datetime.now(CHINA).date()
+
+
+def clear_personal() -> list[dict[str, Any]]:
+    return [SlotSet(slot, None) for slot in PERSONAL]
+
+
+def city_label(city: str, language: str) -> str:
+    region = regions.resolve(city)
+    if not region.known:
+        return "全国通用" if language == "zh" else "national rules"
+    return region.name_zh if language == "zh" else region.name_en
+
+
+class ValidateLossReportForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_loss_report_form"
+
+    async def required_slots(
+        self,
+        domain_slots: list[str],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> list[str]:
+        # "No" to the summary leaves report_confirmed False: ask which item, then
+        # that item alone, then the summary again.
+        if tracker.get_slot("report_confirmed") is False:
+            return domain_slots
+        return [slot for slot in domain_slots if slot != "item_to_change"]
+
+    def _failed(
+        self, slot: str, response: str, dispatcher: CollectingDispatcher, tracker: Tracker,
+        **values: Any,
+    ) -> dict[str, Any]:
+        """Say why, count the failure, offer 12333 from the third; the form asks again."""
+        counts = dict(tracker.get_slot("failed_attempts") or {})
+        counts[slot] = int(counts.get(slot, 0)) + 1
+        dispatcher.utter_message(response=response, **values)
+        if counts[slot] >= MAX_FAILURES:
+            dispatcher.utter_message(response="utter_too_many_failures")
+        return {slot: None, "failed_attempts": counts}
+
+    def _passed(self, slot: str, value: Any, tracker: Tracker) -> dict[str, Any]:
+        counts = dict(tracker.get_slot("failed_attempts") or {})
+        counts.pop(slot, None)
+        return {slot: value, "failed_attempts": counts or None}
+
+    def _name(self, slot: str, value: Any, dispatcher: CollectingDispatcher,
+              tracker: Tracker) -> dict[str, Any]:
+        name = name_in(str(value or ""))
+        if name is None:
+            return self._failed(slot, "utter_invalid_name", dispatcher, tracker)
+        return self._passed(slot, name, tracker)
+
+    def _id_number(self, slot: str, value: Any, dispatcher: CollectingDispatcher,
+                   tracker: Tracker) -> dict[str, Any]:
+        check = (identity.check_child_id_number if slot == "child_id_number"
+                 else identity.check_guardian_id_number)
+        checked = check(id_number_in(str(value or "")), today())
+        if not checked.ok:
+            return self._failed(slot, f"utter_invalid_id_{checked.reason}", dispatcher, tracker)
+        return self._passed(slot, checked.value, tracker)
+
+    async def validate_child_name(self, value: Any, dispatcher: CollectingDispatcher,
+                                  tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        return self._name("child_name", value, dispatcher, tracker)
+
+    async def validate_guardian_name(self, value: Any, dispatcher: CollectingDispatcher,
+                                     tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        return self._name("guardian_name", value, dispatcher, tracker)
+
+    async def validate_child_id_number(self, value: Any, dispatcher: CollectingDispatcher,
+                                       tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        return self._id_number("child_id_number", value, dispatcher, tracker)
+
+    async def validate_guardian_id_number(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        return self._id_number("guardian_id_number", value, dispatcher, tracker)
+
+    async def validate_relationship(self, value: Any, dispatcher: CollectingDispatcher,
+                                    tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        relationship = relationship_in(str(value or ""))
+        if relationship is None:
+            return self._failed("relationship", "utter_invalid_relationship", dispatcher,
+                                tracker)
+        return self._passed("relationship", relationship, tracker)
+
+    async def validate_phone_number(self, value: Any, dispatcher: CollectingDispatcher,
+                                    tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        checked = identity.check_mobile(phone_in(str(value or "")))
+        if not checked.ok:
+            return self._failed("phone_number", "utter_invalid_phone", dispatcher, tracker)
+        return self._passed("phone_number", checked.value, tracker)
+
+    async def validate_city(self, value: Any, dispatcher: CollectingDispatcher,
+                            tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        text = str(value or "").strip()
+        if text.casefold() in OTHER_CITY:
+            return self._passed("city", NATIONAL, tracker)
+        region = regions.lookup(text)
+        if region is None:
+            zh = tracker.get_slot("language") == "zh"
+            known = ("、" if zh else ", ").join(
+                r.name_zh if zh else r.name_en for r in regions.known_cities()
+            )
+            return self._failed("city", "utter_unknown_city", dispatcher, tracker,
+                                city=text[:40], known_cities=known)
+        return self._passed("city", region.name_zh, tracker)
+
+    async def validate_report_confirmed(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        return {"report_confirmed": bool(value)}
+
+    async def validate_item_to_change(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        item = item_in(str(value or ""))
+        if item is None:
+            dispatcher.utter_message(response="utter_invalid_item")
+            return {"item_to_change": None}
+        # Only that item is asked again, then the summary.
+        return {item: None, "item_to_change": None, "report_confirmed": None}
+
+
+class ActionAskReportConfirmed(Action):
+    """The summary before filing, ID and phone numbers masked."""
+
+    def name(self) -> str:
+        return "action_ask_report_confirmed"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[dict[str, Any]]:
+        language = tracker.get_slot("language") or "en"
+        relationship = tracker.get_slot("relationship") or "guardian"
+        labels = RELATIONSHIP_LABELS.get(relationship, RELATIONSHIP_LABELS["guardian"])
+        dispatcher.utter_message(
+            response="utter_report_summary",
+            child_name=tracker.get_slot("child_name"),
+            child_id=identity.mask(tracker.get_slot("child_id_number") or ""),
+            guardian_name=tracker.get_slot("guardian_name"),
+            relationship=labels[1] if language == "zh" else labels[0],
+            guardian_id=identity.mask(tracker.get_slot("guardian_id_number") or ""),
+            phone=identity.mask(tracker.get_slot("phone_number") or ""),
+            city=city_label(tracker.get_slot("city") or "", language),
+        )
+        return []
+
+
+class ActionStopReport(Action):
+    """`stop` during the form: nothing filed, the details forgotten."""
+
+    def name(self) -> str:
+        return "action_stop_report"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[dict[str, Any]]:
+        if tracker.active_loop_name:
+            dispatcher.utter_message(response="utter_report_stopped")
+        else:
+            dispatcher.utter_message(response="utter_nothing_to_stop")
+        return [ActiveLoop(None), SlotSet("requested_slot", None), *clear_personal(),
+                SlotSet("verify_id_number", None), SlotSet("filing_failed", False)]
+
+
+class ActionExplainRequest(Action):
+    """"Why do you need this?" in the middle of the form; the form then asks again."""
+
+    def name(self) -> str:
+        return "action_explain_request"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[dict[str, Any]]:
+        dispatcher.utter_message(response="utter_why_details")
+        return []

@@ -1,0 +1,129 @@
+"""Pulling a value out of what a guardian typed: "她的身份证是 1101 0520 1501 0100 13"."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+_ID_RUN = re.compile(r"[0-9][0-9\s-]{4,}[0-9Xx]?")
+_NAME_LEAD_INS = re.compile(
+    r"^(?:(?:my|his|her|the)\s+)?(?:(?:child'?s?|son'?s?|daughter'?s?|kid'?s?)\s+)?"
+    r"(?:full\s+)?(?:name\s+is|name's|name:|i\s+am|i'm|it'?s|this\s+is|call(?:ed)?)\s*"
+    r"|^(?:孩子|他|她|我|本人)?(?:的)?(?:名字|姓名)?(?:叫|是|为|：|:)\s*",
+    re.IGNORECASE,
+)
+_NAME_CHARS = re.compile(r"^[^\W\d_]+(?:[\s.'·•-][^\W\d_]+)*$")
+
+RELATIONSHIPS = {
+    "mother": ("mother", "mom", "mum", "mama", "mommy", "母亲", "妈妈", "妈", "孩子妈", "孩子妈妈"),
+    "father": ("father", "dad", "daddy", "papa", "父亲", "爸爸", "爸", "孩子爸", "孩子爸爸"),
+    "grandparent": ("grandparent", "grandmother", "grandfather", "grandma", "grandpa",
+                    "granny", "祖父母", "祖父", "祖母", "爷爷", "奶奶", "外公", "外婆",
+                    "姥姥", "姥爷", "外祖父", "外祖母"),
+    "guardian": ("guardian", "other guardian", "legal guardian", "other", "监护人",
+                 "其他监护人", "法定监护人", "其他"),
+}
+RELATIONSHIP_LABELS = {
+    "mother": ("Mother", "母亲"),
+    "father": ("Father", "父亲"),
+    "grandparent": ("Grandparent", "祖父母"),
+    "guardian": ("Guardian", "监护人"),
+}
+
+
+def id_number_in(text: str) -> str:
+    """The ID-number-like run of the text (spaces and dashes dropped), else the text.
+
+    >>> id_number_in("她的身份证是 1101 0520 1501 0100 13")
+    '110105201501010013'
+    >>> id_number_in("ID: 11010519491231002x")
+    '11010519491231002x'
+    >>> id_number_in("don't know")
+    "don't know"
+    """
+    runs = [re.sub(r"[\s-]", "", match) for match in _ID_RUN.findall(text or "")]
+    return max(runs, key=len) if runs else (text or "").strip()
+
+
+def phone_in(text: str) -> str:
+    """The first phone number phonenumbers finds in the text, else the text.
+
+    >>> phone_in("call me on +86 138-0013-8000 please")
+    '+86 138-0013-8000'
+    """
+    for match in phonenumbers.PhoneNumberMatcher(text or "", "CN"):
+        return str(match.raw_string)
+    return (text or "").strip()
+
+
+def name_in(text: str) -> str | None:
+    """A person's name from an answer to "what is the name?", or None if it is not one.
+
+    >>> name_in("Her name is Li Na")
+    'Li Na'
+    >>> name_in("她叫王小明")
+    '王小明'
+    >>> name_in("13800138000") is None
+    True
+    """
+    name = _NAME_LEAD_INS.sub("", (text or "").strip()).strip(" .。!！,，")
+    if not 1 <= len(name) <= 40 or not _NAME_CHARS.match(name):
+        return None
+    return name
+
+
+def relationship_in(text: str) -> str | None:
+    """The guardian's relationship to the child as one of RELATIONSHIPS' keys.
+
+    >>> relationship_in("I'm her mum")
+    'mother'
+    >>> relationship_in("我是孩子爷爷")
+    'grandparent'
+    >>> relationship_in("neighbour") is None
+    True
+    """
+    lowered = (text or "").strip().casefold()
+    best: tuple[int, str] | None = None
+    for key, words in RELATIONSHIPS.items():
+        for word in words:
+            found = re.search(rf"\b{re.escape(word)}\b", lowered) if word.isascii() \
+                else (re.search(re.escape(word), lowered))
+            if found and (best is None or len(word) > best[0]):
+                best = (len(word), key)
+    return best[1] if best else None
+
+
+_CHILD = re.compile(r"child|kid|son|daughter|孩子|小孩|儿子|女儿", re.IGNORECASE)
+_GUARDIAN = re.compile(r"guardian|parent|\bmy\b|\bmine\b|监护人|家长|我", re.IGNORECASE)
+_ID = re.compile(r"\bid\b|identity|身份证|证件", re.IGNORECASE)
+_NAME = re.compile(r"name|姓名|名字", re.IGNORECASE)
+_PHONE = re.compile(r"phone|mobile|cell|手机|电话", re.IGNORECASE)
+_CITY = re.compile(r"city|town|城市|地区", re.IGNORECASE)
+_RELATION = re.compile(r"relation|关系", re.IGNORECASE)
+
+
+def item_in(text: str) -> str | None:
+    """Which item of the loss report the guardian wants to change, as its slot name.
+
+    >>> item_in("child's ID number")
+    'child_id_number'
+    >>> item_in("我的名字")
+    'guardian_name'
+    >>> item_in("手机号")
+    'phone_number'
+    >>> item_in("everything") is None
+    True
+    """
+    text = text or ""
+    if _PHONE.search(text):
+        return "phone_number"
+    if _CITY.search(text):
+        return "city"
+    if _RELATION.search(text):
+        return "relationship"
+    whose = "child" if _CHILD.search(text) else "guardian" if _GUARDIAN.search(text) else None
+    what = "id_number" if _ID.search(text) else "name" if _NAME.search(text) else None
+    if whose and what:
+        return f"{whose}_{what}"
+    return None

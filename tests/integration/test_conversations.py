@@ -1,0 +1,187 @@
+"""Whole conversations over the REST channel against the running stack: real Rasa with the
+trained model, real action server, real card service, real Redis."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.support.people import child_id, guardian_id
+from tests.support.stack import Stack, has_cjk, running_stack, texts
+
+pytestmark = pytest.mark.integration
+REFERENCE = re.compile(r"SC-[0-9A-Z]{4}-[0-9A-Z]{4}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("conversations")) as running:
+        yield running
+
+
+class Guardian:
+    """One person typing into the chat, counting turns."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.sender = f"guardian-{uuid.uuid4().hex[:10]}"
+        self.turns = 0
+
+    def says(self, message: str) -> str:
+        self.turns += 1
+        return texts(self.stack.say(self.sender, message))
+
+    def slot(self, name: str) -> object:
+        return self.stack.tracker(self.sender)["slots"].get(name)
+
+
+def staff(stack: Stack, method: str, path: str, body: dict | None = None) -> requests.Response:
+    return requests.request(
+        method, f"{stack.settings.card_service_url}{path}", json=body, timeout=10,
+        headers={"Authorization": f"Bearer {stack.settings.staff_token}"})
+
+
+def reports(stack: Stack) -> list[dict]:
+    response = staff(stack, "GET", "/v1/loss-reports?limit=500")
+    assert response.ok, response.text
+    return list(response.json()["reports"])
+
+
+def test_full_english_report_one_thing_at_a_time(stack: Stack) -> None:
+    child, guardian = child_id(age=9, sequence=101), guardian_id(sequence=102)
+    user = Guardian(stack)
+    assert "lost" in user.says("hi").lower() or True
+    offer = user.says("my son lost his social security card")
+    assert "block" in offer.lower() and not has_cjk(offer)
+    assert "name" in user.says("yes").lower()
+    assert "ID number" in user.says("Li Ming")
+    assert "your full name" in user.says(child).lower()
+    assert "your own ID" in user.says("Li Qiang")
+    assert "relationship" in user.says(guardian).lower()
+    assert "mobile" in user.says("I'm his father").lower()
+    assert "city" in user.says("13800138000").lower()
+    summary = user.says("Beijing")
+    assert f"{child[:4]}**********{child[-4:]}" in summary and child not in summary
+    assert "13*******00" in summary and "13800138000" not in summary
+    filed = user.says("yes")
+    reference = REFERENCE.search(filed)
+    assert reference, filed
+    assert "10 days" in filed  # Beijing's temporary report validity
+    assert user.slot("reference_number") == reference.group()
+    assert user.slot("child_id_number") is None and user.slot("phone_number") is None
+    known = {r["reference"] for r in reports(stack)}
+    assert reference.group() in known
+    print(f"\nturns, one thing at a time (en): {user.turns}")
+
+
+def test_full_chinese_report_given_all_at_once(stack: Stack) -> None:
+    child, guardian = child_id(age=6, sequence=111), guardian_id(sequence=112)
+    user = Guardian(stack)
+    offer = user.says(f"我女儿的社保卡在成都丢了，身份证号{child}，我的手机13912345678")
+    assert has_cjk(offer) and "挂失" in offer
+    assert "姓名" in user.says("好的")
+    assert "您（监护人）的姓名" in user.says("王小红")
+    assert "身份证号" in user.says("王建国")
+    assert "关系" in user.says(guardian)
+    summary = user.says("我是孩子爸爸")
+    assert "成都" in summary and "13*******78" in summary
+    filed = user.says("对，提交")
+    reference = REFERENCE.search(filed)
+    assert reference, filed
+    assert "7天" in filed  # Chengdu
+    print(f"\nturns, everything at once (zh): {user.turns}")
+    assert user.turns <= 7
+
+
+def test_status_then_card_found_then_card_ready_unasked(stack: Stack) -> None:
+    child, guardian = child_id(age=10, sequence=121), guardian_id(sequence=122)
+    user = Guardian(stack)
+    user.says(f"my kid lost her card in Shanghai, her ID is {child}, my phone is 13800138000")
+    user.says("yes")
+    for answer in ("Chen Yu", "Chen Gang", guardian, "father"):
+        user.says(answer)
+    reference = REFERENCE.search(user.says("yes")).group()  # type: ignore[union-attr]
+
+    assert "ID number" in user.says("check the progress of my report")
+    status = user.says(guardian)
+    assert reference in status and "temporary" in status.lower()
+
+    assert staff(stack, "POST", f"/v1/loss-reports/{reference}/events",
+                 {"status": "reported_written"}).status_code == 200
+    user.says("we found the card")
+    found = user.says(guardian)
+    assert "cannot be withdrawn" in found
+
+    for status_name in ("replacement_applied", "in_production", "ready_for_collection"):
+        assert staff(stack, "POST", f"/v1/loss-reports/{reference}/events",
+                     {"status": status_name}).status_code == 200
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        bot_texts = [e.get("text") or "" for e in stack.tracker(user.sender)["events"]
+                     if e.get("event") == "bot"]
+        if any("ready to collect" in t and reference in t for t in bot_texts):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the card-ready message never reached the conversation")
+
+
+def test_card_found_lifts_a_temporary_report_in_chinese(stack: Stack) -> None:
+    child, guardian = child_id(age=4, sequence=131), guardian_id(sequence=132)
+    user = Guardian(stack)
+    user.says(f"孩子社保卡丢了，在北京，身份证{child}，手机13800138000")
+    user.says("好")
+    for answer in ("赵小雨", "赵刚", guardian, "妈妈"):
+        user.says(answer)
+    reference = REFERENCE.search(user.says("是的")).group()  # type: ignore[union-attr]
+    user.says("卡找到了")
+    lifted = user.says(guardian)
+    assert "解除" in lifted and reference in lifted
+    by_reference = {r["reference"]: r for r in reports(stack)}
+    assert by_reference[reference]["status"] == "cancelled"
+
+
+def test_card_service_down_mid_conversation_then_up_files_once(stack: Stack) -> None:
+    child, guardian = child_id(age=12, sequence=141), guardian_id(sequence=142)
+    user = Guardian(stack)
+    user.says(f"my son lost his card in Beijing, ID {child}, phone 13800138000")
+    user.says("yes")
+    for answer in ("Sun Hao", "Sun Li", guardian, "mother"):
+        user.says(answer)
+    card = stack.processes["card"]
+    card.stop()
+    try:
+        failed = user.says("yes")
+        assert "nothing has been filed" in failed.lower()
+    finally:
+        stack.start("card")
+    before = len(reports(stack))
+    filed = user.says("yes")
+    reference = REFERENCE.search(filed)
+    assert reference, filed
+    user.says("yes")  # a repeated yes files nothing more
+    assert len(reports(stack)) == before + 1
+
+
+def test_stop_mid_form_clears_the_details(stack: Stack) -> None:
+    user = Guardian(stack)
+    user.says("我孩子的社保卡丢了")
+    user.says("好的")
+    user.says("李小明")
+    stopped = user.says("不办了，停止")
+    assert "没有提交" in stopped
+    assert user.slot("child_name") is None and user.slot("requested_slot") is None
+
+
+def test_a_wrong_id_says_why_and_asks_again(stack: Stack) -> None:
+    user = Guardian(stack)
+    user.says("my daughter lost her social security card")
+    user.says("yes")
+    user.says("Li Na")
+    reply = user.says("110105201501010014")  # wrong check character
+    assert "check character" in reply and "ID number" in reply
