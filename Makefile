@@ -8,6 +8,8 @@ PY      := $(BIN)/python
 STAMP   := $(VENV)/.installed
 MODEL   := models/bot.tar.gz
 WEB     := web/node_modules/.installed
+# schemathesis lives in its own environment: its dependencies clash with Rasa's pins.
+SCHEMATHESIS := .venv-schemathesis/.installed
 CHROMIUM ?= /usr/bin/chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
@@ -42,6 +44,12 @@ $(CHROMIUM):
 	@echo "setup: installing Chromium and a CJK font for the browser tests (apt-get)"
 	@$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 
+$(SCHEMATHESIS):
+	@python=$$(tools/find-python.sh) && rm -rf .venv-schemathesis && "$$python" -m venv .venv-schemathesis
+	@echo "setup: installing schemathesis (API fuzzing from the OpenAPI document) in .venv-schemathesis"
+	@.venv-schemathesis/bin/pip install --quiet --disable-pip-version-check "schemathesis==4.30.1"
+	@touch $@
+
 deps: $(STAMP) $(WEB)
 
 $(MODEL): $(STAMP) $(TRAIN_INPUTS)
@@ -66,7 +74,7 @@ lint: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/rasa data validate --fail-on-warnings --quiet
 
-pytest: $(STAMP) $(WEB) $(MODEL) $(CHROMIUM)
+pytest: $(STAMP) $(WEB) $(MODEL) $(CHROMIUM) $(SCHEMATHESIS)
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest --junitxml=results/pytest.xml
 
 rasa-test: $(STAMP) $(MODEL)
