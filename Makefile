@@ -14,13 +14,14 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
 
-.PHONY: help run test lint validate pytest rasa-test nlu-eval train deps clean staff
+.PHONY: help run test lint validate pytest rasa-test nlu-eval train deps clean staff bench
 
 help:
 	@echo "make run    start the assistant (Redis, action server, Rasa) and print the chat page"
 	@echo "make test   install, train and run the whole test suite"
 	@echo "make train  train the model (only when the training data changed)"
 	@echo "make lint   ruff and mypy"
+	@echo "make bench  load, baseline, NLU and memory figures; rewrites BENCHMARKS.md (~7 min)"
 	@echo "make staff ARGS='list'   the staff tool (list, show REF, advance REF [--to STATUS])"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -68,7 +69,7 @@ staff: $(STAMP)
 	@$(PY) -m bot.card_service $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot actions tests
+	$(BIN)/ruff check bot actions tests tools
 	$(BIN)/mypy
 
 validate: $(STAMP)
@@ -86,6 +87,11 @@ nlu-eval: $(STAMP) $(MODEL)
 
 test: lint validate pytest rasa-test nlu-eval
 	@echo "make test: every stage passed"
+
+# Load (1/8/32/64 guardians over REST and web chat), bare-Rasa baseline, NLU, memory and a
+# sampling profile; rewrites BENCHMARKS.md and docs/bench/. Run it on an otherwise idle machine.
+bench: $(STAMP) $(WEB) $(MODEL)
+	$(PY) -m tools.bench.run
 
 clean:
 	rm -rf models results .rasa

@@ -29,6 +29,8 @@ class Settings:
     # clock offset (days) that tests and demos use to see temporary reports lapse.
     data_encryption_key: str = ""
     rasa_url_override: str = ""
+    # Where the action server finds the card service when it runs on another host.
+    card_service_url_override: str = ""
     clock_offset_days: int = 0
     outbox_max_delay_seconds: float = 60.0
 
@@ -59,6 +61,7 @@ class Settings:
             tracker_expiry_seconds=int(env.get("TRACKER_EXPIRY_SECONDS", str(90 * 24 * 3600))),
             data_encryption_key=env.get("DATA_ENCRYPTION_KEY", ""),
             rasa_url_override=env.get("RASA_URL", "").strip().rstrip("/"),
+            card_service_url_override=env.get("CARD_SERVICE_URL", "").strip().rstrip("/"),
             clock_offset_days=int(env.get("CARD_SERVICE_CLOCK_OFFSET_DAYS", "0") or "0"),
             outbox_max_delay_seconds=float(env.get("CARD_SERVICE_OUTBOX_MAX_DELAY", "60") or "60"),
         )
@@ -80,6 +83,8 @@ class Settings:
 
     @property
     def card_service_url(self) -> str:
+        if self.card_service_url_override:
+            return self.card_service_url_override
         return f"http://{self.local_host}:{self.card_service_port}"
 
     @property

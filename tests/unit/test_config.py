@@ -52,3 +52,11 @@ def test_a_wildcard_bind_is_reached_through_loopback() -> None:
     settings = Settings.from_env({"BIND_HOST": "0.0.0.0"})
     assert settings.rasa_url == "http://127.0.0.1:5005"
     assert settings.child_env()["SANIC_HOST"] == "0.0.0.0"
+
+
+def test_services_on_other_hosts_are_reached_by_url() -> None:
+    settings = Settings.from_env({"CARD_SERVICE_URL": "http://cards.internal:8080/",
+                                  "RASA_URL": "http://rasa.internal:5005"})
+    assert settings.card_service_url == "http://cards.internal:8080"
+    assert settings.rasa_url == "http://rasa.internal:5005"
+    assert settings.child_env()["CARD_SERVICE_URL"] == "http://cards.internal:8080"

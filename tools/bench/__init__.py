@@ -1,0 +1,1 @@
+"""`make bench`: load, baseline, NLU, memory and profile figures for BENCHMARKS.md."""

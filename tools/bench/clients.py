@@ -1,0 +1,167 @@
+"""Simulated guardians over the REST channel (aiohttp) and the web chat (socket.io).
+
+A guardian holds one conversation: it sends a turn, waits for the whole answer, checks
+it, and sends the next. Latency is from sending a message to the last reply of the turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import socketio
+from socketio.exceptions import SocketIOError
+
+from tools.bench.conversations import REFERENCE, Script
+
+TURN_TIMEOUT = 60.0
+# socket.io: how long to wait for replies still missing after the server acknowledged
+# (they travel through Redis and the next long poll, which lag under saturation).
+LATE_REPLIES = 30.0
+
+
+@dataclass
+class Outcome:
+    """What one guardian saw: per-turn latencies (s), errors, the filed reference."""
+
+    language: str
+    latencies: list[float] = field(default_factory=list)
+    replies: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    reference: str | None = None
+    finished: bool = False
+
+
+def new_session_id() -> str:
+    # The web chat accepts 16-128 characters of [A-Za-z0-9_-] as a session id.
+    return f"bench-{uuid.uuid4().hex}"
+
+
+def check(turn_expect: str, text: str, outcome: Outcome) -> str | None:
+    """The error in a reply, or None; keeps the reference when one was filed."""
+    if not text.strip():
+        return "empty reply"
+    if turn_expect == "files":
+        found = REFERENCE.search(text)
+        if not found:
+            return f"no reference in the filing reply: {text[:120]!r}"
+        outcome.reference = found.group()
+    if turn_expect == "status" and (outcome.reference or "?") not in text:
+        return f"status reply without the reference: {text[:120]!r}"
+    return None
+
+
+class RestGuardian:
+    def __init__(self, session: aiohttp.ClientSession, rasa_url: str):
+        self.session = session
+        self.url = f"{rasa_url}/webhooks/rest/webhook"
+
+    async def converse(self, script: Script) -> Outcome:
+        outcome = Outcome(script.language)
+        sender = new_session_id()
+        for turn in script.turns:
+            message = turn.message.format(reference=outcome.reference or "")
+            started = time.perf_counter()
+            try:
+                async with self.session.post(
+                    self.url, json={"sender": sender, "message": message},
+                    timeout=aiohttp.ClientTimeout(total=TURN_TIMEOUT),
+                ) as response:
+                    body = await response.json() if response.status == 200 else None
+                    if response.status != 200:
+                        outcome.errors.append(f"HTTP {response.status}")
+                        return outcome
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                outcome.errors.append(f"{type(error).__name__}: {error}")
+                return outcome
+            outcome.latencies.append(time.perf_counter() - started)
+            outcome.replies.append(len(body or []))
+            text = "\n".join(reply.get("text", "") for reply in body or [])
+            problem = check(turn.expect, text, outcome)
+            if problem:
+                outcome.errors.append(f"{script.language} turn {len(outcome.latencies)}: {problem}")
+                return outcome
+        outcome.finished = True
+        return outcome
+
+
+class SocketGuardian:
+    """What rasa-webchat does: connect (long polling), ask for a session, then talk in it.
+
+    The server acknowledges `user_uttered` once Rasa has handled the message; replies go
+    through the Redis-shared rooms and may arrive just after the acknowledgement, so a turn
+    ends when both the acknowledgement and the expected number of replies are in.
+    """
+
+    def __init__(self, rasa_url: str, expected_replies: dict[str, list[int]] | None = None):
+        self.rasa_url = rasa_url
+        self.expected = expected_replies or {}
+
+    async def converse(self, script: Script) -> Outcome:
+        outcome = Outcome(script.language)
+        session = new_session_id()
+        arrivals: list[tuple[float, str]] = []
+        got_reply = asyncio.Event()
+        confirmed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        client = socketio.AsyncClient(reconnection=False)
+
+        def on_reply(data: dict) -> None:
+            arrivals.append((time.perf_counter(), str((data or {}).get("text", ""))))
+            got_reply.set()
+
+        def on_confirm(data: Any) -> None:
+            if not confirmed.done():
+                confirmed.set_result(data)
+
+        client.on("bot_uttered", on_reply)
+        client.on("session_confirm", on_confirm)
+        # Long polling, as in tests/integration/test_webchat_scaleout.py: python-engineio's
+        # websocket client needs a newer aiohttp than Rasa's pin.
+        try:
+            await asyncio.wait_for(client.connect(
+                self.rasa_url, socketio_path="/socket.io", transports=["polling"],
+                # The client's default gives the namespace 1 s to connect: too little for a
+                # saturated server, and not what a browser would give up after.
+                wait_timeout=TURN_TIMEOUT),
+                TURN_TIMEOUT)
+            await client.emit("session_request", {"session_id": session})
+            await asyncio.wait_for(confirmed, TURN_TIMEOUT)
+            expected = self.expected.get(script.language, [])
+            for index, turn in enumerate(script.turns):
+                message = turn.message.format(reference=outcome.reference or "")
+                arrivals.clear()
+                got_reply.clear()
+                started = time.perf_counter()
+                await client.call("user_uttered", {
+                    "message": message, "session_id": session,
+                    "customData": {"language": script.language},
+                }, timeout=TURN_TIMEOUT)
+                acked = time.perf_counter()
+                want = expected[index] if index < len(expected) else 1
+                deadline = acked + LATE_REPLIES
+                while len(arrivals) < max(want, 1) and time.perf_counter() < deadline:
+                    got_reply.clear()
+                    try:
+                        await asyncio.wait_for(got_reply.wait(), deadline - time.perf_counter())
+                    except asyncio.TimeoutError:
+                        break
+                if len(arrivals) < want:
+                    outcome.errors.append(f"turn {index}: {len(arrivals)} of {want} replies")
+                    return outcome
+                outcome.latencies.append(max([acked, *(t for t, _ in arrivals)]) - started)
+                outcome.replies.append(len(arrivals))
+                problem = check(turn.expect, "\n".join(text for _, text in arrivals), outcome)
+                if problem:
+                    outcome.errors.append(f"{script.language} turn {index + 1}: {problem}")
+                    return outcome
+            outcome.finished = True
+        except (SocketIOError, asyncio.TimeoutError, OSError) as error:
+            outcome.errors.append(f"{type(error).__name__}: {error}")
+        finally:
+            if client.connected:
+                await client.disconnect()
+        return outcome

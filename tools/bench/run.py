@@ -1,0 +1,360 @@
+"""`make bench`: the real stack under N concurrent guardians, a bare-Rasa baseline, NLU.
+
+    .venv/bin/python -m tools.bench.run               # everything; rewrites BENCHMARKS.md
+    .venv/bin/python -m tools.bench.run --levels 1 2 --no-baseline --no-nlu --out /tmp/b
+
+Each level starts N guardians at once, each holding one whole conversation, and ends when
+they are done (bounded by count, not time). All traffic goes to 127.0.0.1. Raw figures go
+to `<out>/results.json`, plots to `<out>/*.png`, the summary to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import redis
+import requests
+
+from bot.config import ROOT, Settings
+from tests.conftest import RedisServer
+from tests.support.processes import Process, free_port, wait_for
+from tests.support.stack import Stack
+from tools.bench import baseline, machine, report
+from tools.bench.clients import RestGuardian, SocketGuardian
+from tools.bench.conversations import Script, greeting_only, loss_report, moodbot
+from tools.bench.load import Level, run_level
+from tools.bench.profile import (
+    CountingProxy,
+    RedisWatch,
+    categorise,
+    inclusive,
+    profile_conversation,
+    py_spy,
+)
+
+LEVELS = (1, 8, 32, 64)
+CHANNELS = ("rest", "socketio")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", type=int, nargs="+", default=list(LEVELS),
+                        help="concurrent guardians per level (default 1 8 32 64)")
+    parser.add_argument("--channels", nargs="+", default=list(CHANNELS), choices=CHANNELS)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the bare Rasa bot")
+    parser.add_argument("--no-nlu", action="store_true", help="skip the NLU evaluation")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "bench"),
+                        help="plots and results.json (default docs/bench)")
+    parser.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the stack's processes (experiments, "
+                        "e.g. SANIC_WORKERS=2)")
+    parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"),
+                        help="the report to rewrite (default BENCHMARKS.md)")
+    return parser.parse_args(argv)
+
+
+def say(line: str) -> None:
+    print(f"bench: {line}", flush=True)
+
+
+def staff_references(settings: Settings) -> set[str]:
+    response = requests.get(f"{settings.card_service_url}/v1/loss-reports",
+                            params={"limit": "500"}, timeout=30,
+                            headers={"Authorization": f"Bearer {settings.staff_token}"})
+    response.raise_for_status()
+    return {report["reference"] for report in response.json()["reports"]}
+
+
+def report_count(redis_url: str) -> int:
+    # The staff list stops at 500; the index holds them all (bot/card_service/store.py).
+    return int(redis.Redis.from_url(redis_url).zcard("cardsvc:reports"))
+
+
+class ReportLedger:
+    """The card service's reports before a level, to check what the level added."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.snapshot()
+
+    def snapshot(self) -> None:
+        self.references = staff_references(self.settings)
+        self.count = report_count(self.settings.redis_url)
+
+    def check(self, level: Level) -> None:
+        """Exactly one report per finished conversation, and none more."""
+        new_refs = staff_references(self.settings) - self.references
+        added = report_count(self.settings.redis_url) - self.count
+        finished = set(level.references)
+        ok = (added == level.finished and new_refs == finished
+              and len(finished) == level.finished)
+        level.reports_check = (
+            f"{'ok' if ok else 'MISMATCH'}: {level.finished} finished, {added} new reports, "
+            f"{len(finished & new_refs)} matched by reference")
+        if not ok:
+            level.errors += 1
+        self.snapshot()
+
+
+def server_processes(stack: Stack, redis_server: RedisServer) -> dict[str, psutil.Process]:
+    named = {"redis": redis_server.process.popen}
+    named.update({name: process.popen for name, process in stack.processes.items()})
+    return {name: psutil.Process(popen.pid) for name, popen in named.items() if popen}
+
+
+async def channel_levels(channel: str, levels: list[int], rasa_url: str,
+                         script_for: Callable[[int], Script], expected: dict[str, list[int]],
+                         servers: dict[str, psutil.Process], target: str, first_index: int,
+                         after_level: Callable[[Level], None]) -> list[Level]:
+    results = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        rest = RestGuardian(session, rasa_url)
+        socket = SocketGuardian(rasa_url, expected)
+        converse = rest.converse if channel == "rest" else socket.converse
+        index = first_index
+        for n in levels:
+            level = await run_level(channel, target, n, converse, script_for, index, servers)
+            index += n
+            after_level(level)
+            say(f"{target} {channel} N={n}: p50 {level.p50_ms:.0f} ms, p95 "
+                f"{level.p95_ms:.0f} ms, p99 {level.p99_ms:.0f} ms, "
+                f"{level.turns_per_s:.1f} turns/s, {level.errors} errors "
+                f"{level.reports_check}")
+            for sample in level.error_samples:
+                say(f"  error: {sample}")
+            results.append(level)
+    return results
+
+
+async def calibrate(rasa_url: str, script_for: Callable[[int], Script],
+                    indexes: list[int]) -> dict[str, list[int]]:
+    """Warm the model up over REST and learn how many replies each turn gets."""
+    expected: dict[str, list[int]] = {}
+    async with aiohttp.ClientSession() as session:
+        guardian = RestGuardian(session, rasa_url)
+        for index in indexes:
+            script = script_for(index)
+            outcome = await guardian.converse(script)
+            if not outcome.finished:
+                raise RuntimeError(f"warm-up conversation ({script.language}) failed: "
+                                   f"{outcome.errors}")
+            expected[script.language] = outcome.replies
+    return expected
+
+
+async def sample_rasa(profiled: Process, settings: Settings,
+                      work: Path) -> dict[str, Any] | None:
+    """py-spy samples of the profiled Rasa over a few conversations, by part of Rasa."""
+    binary = py_spy()
+    if binary is None or profiled.popen is None:
+        say("profile: py-spy not installed, no sampling (pip install py-spy)")
+        return None
+    out = work / "py-spy.txt"
+    sampler = subprocess.Popen(
+        [binary, "record", "--pid", str(profiled.popen.pid), "--rate", "250", "--nonblocking",
+         "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.sleep(1.0)
+        async with aiohttp.ClientSession() as session:
+            guardian = RestGuardian(session, settings.rasa_url)
+            for index in (3, 4, 5, 6):
+                await guardian.converse(loss_report(index))
+    finally:
+        sampler.send_signal(signal.SIGINT)
+        try:
+            sampler.wait(30)
+        except subprocess.TimeoutExpired:
+            sampler.kill()
+    if not out.exists():
+        say("profile: py-spy wrote nothing (ptrace not allowed here?)")
+        return None
+    collapsed = out.read_text(errors="replace")
+    # Collapsed stacks for a flame graph: megabytes, so beside the test results, not in git.
+    keep = ROOT / "results" / "bench"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out, keep / "py-spy-rasa.txt")
+    return {"conversations": 4, "samples": categorise(collapsed),
+            "inclusive": inclusive(collapsed)}
+
+
+async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
+    redis_dir = work / "redis"
+    redis_dir.mkdir()
+    redis_server = RedisServer(redis_dir, work).start()
+    overrides = dict(item.split("=", 1) for item in args.env)
+    stack = Stack(redis_server.url, work,
+                  {"DATA_ENCRYPTION_KEY": "bench-data-encryption-key-0123456789", **overrides})
+    # A second Rasa of the same stack, its actions through the counting proxy: profiled
+    # alone, and stopped before the load starts.
+    proxy_port, profiled_port = free_port(), free_port()
+    profiled_env = {**stack.env, "RASA_PORT": str(profiled_port),
+                    "ACTIONS_URL": f"http://127.0.0.1:{proxy_port}/webhook"}
+    profiled = Process("rasa-profiled", stack.processes["rasa"].command, profiled_env, work)
+    profiled_settings = Settings.from_env(profiled_env)
+    proxy = CountingProxy(f"{stack.settings.actions_url}/webhook")
+
+    training = None
+    if not args.no_baseline:
+        baseline.prepare()
+        training_started = time.monotonic()
+        training = baseline.start_training(baseline.DIRECTORY, work / "baseline-train.log")
+        say("baseline: " + ("training the rasa init bot (fixed seed)" if training
+                            else "reusing the trained rasa init bot"))
+    nlu = None
+    if not args.no_nlu:
+        nlu = subprocess.Popen(
+            [sys.executable, str(ROOT / "tools" / "nlu_eval.py"), "--model",
+             str(ROOT / "models" / "bot.tar.gz"), "--heldout-dir", str(ROOT / "tests" / "nlu"),
+             "--out", str(work / "nlu"), "--min-f1", "0"],
+            cwd=ROOT, stdout=open(work / "nlu.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        say("nlu: evaluating the held-out examples")
+    try:
+        started = time.monotonic()
+        profiled.start()
+        stack.start(timeout=600)
+        from bot.health import rasa_ready
+
+        wait_for(lambda: rasa_ready(profiled_settings), 600, "profiled rasa")
+        results["startup_s"] = round(time.monotonic() - started, 1)
+        say(f"stack up in {results['startup_s']} s")
+        # Side jobs first, so the measured runs have the cores to themselves.
+        if nlu is not None:
+            nlu.wait()
+            results["nlu"] = json.loads((work / "nlu" / "nlu_eval.json").read_text())
+            say("nlu: done")
+        if training is not None or not args.no_baseline:
+            results["baseline_training_s"] = baseline.finish_training(
+                baseline.DIRECTORY, training, training_started)
+            say("baseline: model ready")
+
+        await proxy.start(proxy_port)
+        watch = RedisWatch(redis_server.url).start()
+        try:
+            await profile_conversation(profiled_settings.rasa_url, stack.settings.rasa_token,
+                                       loss_report(0), proxy, watch)  # warm-up
+            proxy.calls.clear()
+            watch.commands.clear()
+            profile = await profile_conversation(
+                profiled_settings.rasa_url, stack.settings.rasa_token, loss_report(0), proxy,
+                watch)
+            results["py_spy"] = await sample_rasa(profiled, profiled_settings, work)
+        finally:
+            watch.stop()
+            await proxy.stop()
+            profiled.stop()
+        results["profile"] = [vars(turn) for turn in profile]
+        say("profile: one conversation through the counting proxy done")
+
+        processes = server_processes(stack, redis_server)
+        results["memory_idle_mib"] = machine.resident_mib(processes)
+        expected = await calibrate(stack.rasa_url, loss_report, [1, 2])
+        results["expected_replies"] = expected
+        servers = processes
+        memory_after: dict[str, dict[str, float]] = {}
+        index = 10
+        levels: list[Level] = []
+        ledger = ReportLedger(stack.settings)
+        for channel in args.channels:
+            def after_level(level: Level, channel: str = channel) -> None:
+                ledger.check(level)
+                if level.concurrency == 32:
+                    memory_after[channel] = machine.resident_mib(processes)
+
+            levels += await channel_levels(channel, args.levels, stack.rasa_url, loss_report,
+                                           expected, servers, "stack", index, after_level)
+            index += sum(args.levels)
+        # Greeting-level turns on our stack, for a like-for-like ratio with the bare bot.
+        greet_expected = await calibrate(stack.rasa_url, greeting_only, [0])
+        for channel in args.channels:
+            levels += await channel_levels(channel, args.levels, stack.rasa_url, greeting_only,
+                                           greet_expected, servers, "stack-greeting", index,
+                                           lambda level: None)
+        results["levels"] = [level.as_dict() for level in levels]
+        results["memory_after_32_mib"] = memory_after
+    finally:
+        for process in (nlu, training):
+            if process is not None and process.poll() is None:
+                process.terminate()
+        profiled.stop()
+        stack.stop()
+        redis_server.stop()
+
+
+async def bench_baseline(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
+    port = free_port()
+    server = Process("rasa-baseline", baseline.server_command(port), {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RASA_")},
+    }, work)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            answer = requests.get(f"{url}/status", params={"token": "bench-baseline"}, timeout=2)
+            return answer.ok and bool(answer.json().get("model_id"))
+        except requests.RequestException:
+            return False
+
+    server.start()
+    try:
+        wait_for(ready, 600, "baseline rasa")
+        assert server.popen is not None
+        process = psutil.Process(server.popen.pid)
+        results["memory_baseline_mib"] = machine.resident_mib({"rasa (rasa init bot)": process})
+        expected = await calibrate(url, moodbot, [0])
+        levels = []
+        for channel in args.channels:
+            levels += await channel_levels(channel, args.levels, url, moodbot, expected,
+                                           {"rasa": process}, "baseline", 0,
+                                           lambda level: None)
+        results["levels"] += [level.as_dict() for level in levels]
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine.describe(),
+        "levels_requested": args.levels,
+        "channels": args.channels,
+        "env": args.env,
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        asyncio.run(bench_stack(args, work, results))
+        if not args.no_baseline:
+            asyncio.run(bench_baseline(args, work, results))
+    results["total_s"] = round(time.monotonic() - started, 1)
+    (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2),
+                                      encoding="utf-8")
+    report.plots(results, out)
+    Path(args.markdown).write_text(report.markdown(results, out, Path(args.markdown).parent),
+                                   encoding="utf-8")
+    met = report.targets(results).get("met")
+    say(f"done in {results['total_s']} s: {args.markdown}, {out}; targets met: "
+        f"{'yes' if met else 'no'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
