@@ -18,8 +18,7 @@ def client() -> CardClient:
 
 def local_region(city: str | None) -> Region:
     """The same rules from our own data file, for when the service cannot be asked."""
-    data = regions.resolve(city or "").as_dict()
-    return Region.from_json(data)
+    return regions.resolve(city or "")
 
 
 async def region_for(city: str | None) -> Region:

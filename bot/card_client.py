@@ -17,6 +17,7 @@ from urllib.parse import quote
 import requests
 
 from bot.config import Settings
+from bot.regions import Region
 
 TIMEOUT = (3.05, 10.0)  # connect, read
 RETRY_DELAYS = (0.2, 0.6, 1.5)
@@ -60,27 +61,6 @@ class RateLimited(CardServiceError):
     def __init__(self, message: str, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Region:
-    key: str
-    known: bool
-    name_en: str
-    name_zh: str
-    temporary_report_days: int
-    fee_yuan: int
-    processing_days_min: int
-    processing_days_max: int
-    hotline: str
-    written_report_en: str
-    written_report_zh: str
-    bank_en: str
-    bank_zh: str
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Region:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

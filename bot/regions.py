@@ -44,6 +44,12 @@ class Region:
         """False for the national default: the city has no rules of its own here."""
         return self.key != DEFAULT_KEY
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Region:
+        """A region as the card service API states it (`as_dict`'s shape)."""
+        names = [name for name in cls.__dataclass_fields__ if name != "aliases"]
+        return cls(**{name: data[name] for name in names})
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("aliases")
