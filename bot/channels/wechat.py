@@ -46,6 +46,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.credentials import setting
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -273,16 +274,12 @@ class WeChatConfig:
                          env: Mapping[str, str] | None = None) -> WeChatConfig:
         """credentials.yml values, each falling back to its environment variable."""
         env = os.environ if env is None else env
-        given = credentials or {}
-
-        def value(key: str, variable: str, default: str = "") -> str:
-            return str(given.get(key) or env.get(variable) or default).strip()
-
         return cls(
-            token=value("token", "WECHAT_TOKEN"),
-            app_id=value("app_id", "WECHAT_APP_ID"),
-            app_secret=value("app_secret", "WECHAT_APP_SECRET"),
-            base_url=value("base_url", "WECHAT_API_BASE", DEFAULT_BASE_URL).rstrip("/"),
+            token=setting(credentials, "token", env, "WECHAT_TOKEN"),
+            app_id=setting(credentials, "app_id", env, "WECHAT_APP_ID"),
+            app_secret=setting(credentials, "app_secret", env, "WECHAT_APP_SECRET"),
+            base_url=setting(credentials, "base_url", env, "WECHAT_API_BASE",
+                             DEFAULT_BASE_URL).rstrip("/"),
             redis_url=Settings.from_env(dict(env)).redis_url,
         )
 

@@ -1,0 +1,342 @@
+"""The Telegram channel: Rasa's connector with an authenticated webhook and an output that
+also works for proactive messages.
+
+What Rasa 3.6's `TelegramInput` gets wrong, and what this subclass does instead:
+
+- Its `get_output_channel` runs `asyncio.run(set_webhook(...))`, which raises inside the
+  running server loop: `trigger_intent?output_channel=latest` (our "card ready" notice)
+  always failed. Here the output channel is a plain Bot API client made once per process,
+  and the webhook is registered in the background after start-up, retried with backoff,
+  so an unreachable Bot API neither blocks nor breaks the start.
+- Its `verify` compares the bot's own username, which is no authentication at all. Here
+  the webhook is registered with a `secret_token` and every update must carry it in the
+  `X-Telegram-Bot-Api-Secret-Token` header (compared in constant time), else 403.
+- Typed text is never read as a Rasa payload (`/affirm` is text); `/start` greets in the
+  language of the user's Telegram app; buttons keep their payloads (`callback_data`).
+- A failed reply is logged, not raised, so the turn is still saved; a failed proactive
+  message raises, so the card service tries again (unless retrying cannot help).
+
+Configuration: credentials.yml keys `access_token`, `verify` (the bot's username, only
+for logs), `webhook_url`, `secret_token`, `base_url`; empty values are read from
+TELEGRAM_ACCESS_TOKEN, TELEGRAM_VERIFY, TELEGRAM_WEBHOOK_URL, TELEGRAM_SECRET_TOKEN and
+TELEGRAM_API_BASE. Without a well-formed token and secret the webhook answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiogram.bot.api import TelegramAPIServer
+from aiogram.utils import exceptions
+from rasa.core.channels.channel import OutputChannel, UserMessage
+from rasa.core.channels.telegram import TelegramInput, TelegramOutput
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from bot.channels.credentials import setting
+from bot.channels.user_text import user_text
+from bot.channels.wechat import GREETING
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.telegram.org"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+MAX_BODY_BYTES = 64 * 1024
+HTTP_TIMEOUT_SECONDS = 10.0
+MAX_MESSAGE_CHARACTERS = 4096
+# Only these updates are asked for; others are acknowledged and ignored.
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+REGISTER_DELAYS_SECONDS = (2, 5, 15, 30, 60, 120, 300)
+
+_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{20,}")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")  # setWebhook allows 1-256; we want entropy
+
+
+def secret_valid(expected: str, presented: str | None) -> bool:
+    """The header carries the secret given to setWebhook.
+
+    >>> secret_valid("s" * 16, "s" * 16), secret_valid("s" * 16, "t" * 16)
+    (True, False)
+    >>> secret_valid("", ""), secret_valid("s" * 16, None)
+    (False, False)
+    """
+    if not expected or not presented:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One update, as far as the bot cares."""
+
+    chat_id: str
+    text: str
+    language: str | None = None
+
+
+class BadUpdate(ValueError):
+    """The body is not a Telegram update we can read."""
+
+
+def _language(user: Any) -> str | None:
+    code = user.get("language_code") if isinstance(user, dict) else None
+    return code if isinstance(code, str) and code else None
+
+
+def parse_update(update: Any) -> Inbound | None:
+    """What to tell Rasa about one update: None for updates without text (stickers,
+    photos, joins), which are acknowledged and ignored.
+
+    >>> parse_update({"update_id": 1, "message": {"message_id": 2, "chat": {"id": 7},
+    ...     "from": {"id": 7, "language_code": "zh-hans"}, "text": "/start"}})
+    Inbound(chat_id='7', text='/greet', language='zh-hans')
+    >>> parse_update({"update_id": 1, "callback_query": {"id": "9", "data": "/affirm",
+    ...     "from": {"id": 7}, "message": {"message_id": 3, "chat": {"id": 7}}}}).text
+    '/affirm'
+    >>> parse_update({"update_id": 1, "message": {"chat": {"id": 7}, "text": "/affirm"}}).text
+    'affirm'
+    """
+    update_id = update.get("update_id") if isinstance(update, dict) else None
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        raise BadUpdate("not an update")
+    callback = update.get("callback_query")
+    if isinstance(callback, dict):
+        message, raw, user, is_button = callback.get("message"), callback.get("data"), \
+            callback.get("from"), True
+    else:
+        message = update.get("message") or update.get("edited_message")
+        if message is None:
+            return None
+        raw = message.get("text") if isinstance(message, dict) else None
+        user, is_button = message.get("from") if isinstance(message, dict) else None, False
+    chat = message.get("chat") if isinstance(message, dict) else None
+    chat_id = chat.get("id") if isinstance(chat, dict) else None
+    if not isinstance(chat_id, int) or isinstance(chat_id, bool):
+        raise BadUpdate("no chat id")
+    if not isinstance(raw, str):
+        return None
+    if is_button:  # our own button's payload, as the web chat sends it
+        text: str | None = raw.strip() or None
+    elif raw.strip().split("@")[0] == "/start":  # Telegram's first message to a bot
+        text = GREETING
+    else:
+        text = user_text(raw)
+    if text is None:
+        return None
+    return Inbound(str(chat_id), text, _language(user))
+
+
+def split_message(text: str, limit: int = MAX_MESSAGE_CHARACTERS) -> list[str]:
+    """Telegram takes at most 4096 characters a message.
+
+    >>> [len(part) for part in split_message("a" * 5000)]
+    [4096, 904]
+    """
+    return [text[start:start + limit] for start in range(0, len(text), limit)] or [text]
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    access_token: str = ""
+    verify: str = ""
+    webhook_url: str = ""
+    secret_token: str = ""
+    base_url: str = DEFAULT_BASE_URL
+
+    @classmethod
+    def from_credentials(cls, credentials: Mapping[str, Any] | None,
+                         env: Mapping[str, str] | None = None) -> TelegramConfig:
+        env = os.environ if env is None else env
+        return cls(
+            access_token=setting(credentials, "access_token", env, "TELEGRAM_ACCESS_TOKEN"),
+            verify=setting(credentials, "verify", env, "TELEGRAM_VERIFY"),
+            webhook_url=setting(credentials, "webhook_url", env, "TELEGRAM_WEBHOOK_URL"),
+            secret_token=setting(credentials, "secret_token", env, "TELEGRAM_SECRET_TOKEN"),
+            base_url=setting(credentials, "base_url", env, "TELEGRAM_API_BASE",
+                             DEFAULT_BASE_URL).rstrip("/"),
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(_TOKEN.fullmatch(self.access_token) and _SECRET.fullmatch(self.secret_token))
+
+
+# Retrying cannot help: the user blocked the bot, or the chat is gone or unknown.
+PERMANENT_ERRORS = (exceptions.Unauthorized, exceptions.BadRequest)
+
+
+class BotApiOutput(TelegramOutput):
+    """Rasa's Telegram output against a configurable Bot API server, with a timeout.
+
+    Made inside the running loop (aiogram's HTTP session belongs to the loop that first
+    uses it) and kept for the process. `raise_errors` as in the WeChat channel: a reply
+    in a user's turn must not fail the turn, a proactive message must fail to be retried.
+    """
+
+    def __init__(self, config: TelegramConfig, raise_errors: bool = False) -> None:
+        # TelegramOutput's own __init__ passes the token only.
+        super(TelegramOutput, self).__init__(
+            config.access_token, timeout=HTTP_TIMEOUT_SECONDS,
+            server=TelegramAPIServer.from_base(config.base_url))
+        self.raise_errors = raise_errors
+
+    async def _guarded(self, recipient_id: str, send: Awaitable[Any]) -> None:
+        try:
+            await send
+        except PERMANENT_ERRORS as error:
+            log.warning("telegram: message to chat %s refused: %s", recipient_id, error)
+        except (exceptions.TelegramAPIError, aiohttp.ClientError,
+                asyncio.TimeoutError) as error:
+            log.warning("telegram: message to chat %s not sent (%s)", recipient_id,
+                        type(error).__name__)
+            if self.raise_errors:
+                raise
+
+    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
+        for part in text.strip().split("\n\n"):
+            for piece in split_message(part):
+                await self._guarded(recipient_id, self.send_message(recipient_id, piece))
+
+    async def send_text_with_buttons(self, recipient_id: str, text: str,
+                                     buttons: list[dict[str, Any]],
+                                     button_type: str | None = "vertical",
+                                     **kwargs: Any) -> None:
+        # One button a row: Chinese titles do not fit side by side on a phone.
+        await self._guarded(recipient_id, super().send_text_with_buttons(
+            recipient_id, text, buttons, button_type=button_type, **kwargs))
+
+    async def send_image_url(self, recipient_id: str, image: str, **kwargs: Any) -> None:
+        await self._guarded(recipient_id, super().send_image_url(recipient_id, image))
+
+    async def send_custom_json(self, recipient_id: str, json_message: dict[str, Any],
+                               **kwargs: Any) -> None:
+        # Custom payloads are meant for the web page; Telegram gets their text, if any.
+        text = json_message.get("text") if isinstance(json_message, dict) else None
+        if isinstance(text, str) and text:
+            await self.send_text_message(recipient_id, text)
+
+    async def register_webhook(self, url: str, secret: str) -> bool:
+        """setWebhook with our secret; False (logged) when the Bot API says no or is away."""
+        try:
+            with self.request_timeout(HTTP_TIMEOUT_SECONDS):
+                await self.request("setWebhook", {
+                    "url": url, "secret_token": secret,
+                    "allowed_updates": json.dumps(ALLOWED_UPDATES),
+                })
+        except (exceptions.TelegramAPIError, aiohttp.ClientError, asyncio.TimeoutError,
+                OSError) as error:
+            log.warning("telegram: setWebhook failed (%s: %s)", type(error).__name__, error)
+            return False
+        log.info("telegram: webhook registered")
+        return True
+
+
+class SecretTelegramInput(TelegramInput):
+    """`/webhooks/telegram/webhook`, authenticated by the webhook's secret token."""
+
+    def __init__(self, config: TelegramConfig) -> None:
+        super().__init__(config.access_token, config.verify, config.webhook_url,
+                         debug_mode=False)
+        self.config = config
+        self._outputs: dict[bool, BotApiOutput] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> SecretTelegramInput:
+        return cls(TelegramConfig.from_credentials(credentials))
+
+    def output(self, raise_errors: bool = False) -> BotApiOutput:
+        if raise_errors not in self._outputs:
+            self._outputs[raise_errors] = BotApiOutput(self.config, raise_errors)
+        return self._outputs[raise_errors]
+
+    def get_output_channel(self) -> OutputChannel | None:  # type: ignore[override]
+        """For trigger_intent: no set_webhook here (Rasa's runs asyncio.run in a loop)."""
+        if not self.config.configured:
+            return None
+        return self.output(raise_errors=True)
+
+    async def register_webhook(self) -> None:
+        """Registers the webhook in the background, trying again until the Bot API agrees."""
+        if not self.config.webhook_url:
+            log.info("telegram: no webhook URL set; register it with setWebhook yourself")
+            return
+        for delay in (0, *REGISTER_DELAYS_SECONDS):
+            await asyncio.sleep(delay)
+            if await self.output().register_webhook(self.config.webhook_url,
+                                                    self.config.secret_token):
+                return
+        log.error("telegram: webhook not registered; updates will not arrive")
+
+    async def receive(self, headers: Mapping[str, str], body: bytes,
+                      on_new_message: Callable[[UserMessage], Awaitable[Any]]
+                      ) -> tuple[int, str]:
+        """Checks one update and lets Rasa answer it; the answer is (status, text)."""
+        if not self.config.configured:
+            return 503, "Telegram channel not configured"
+        if len(body) > MAX_BODY_BYTES:
+            return 413, "too large"
+        if not secret_valid(self.config.secret_token, headers.get(SECRET_HEADER)):
+            log.warning("telegram: refused an update without the webhook's secret token")
+            return 403, "forbidden"
+        try:
+            inbound = parse_update(json.loads(body.decode("utf-8")))
+        except (UnicodeDecodeError, ValueError) as error:  # BadUpdate and bad JSON
+            log.warning("telegram: unreadable update: %s", type(error).__name__)
+            return 400, "bad request"
+        if inbound is None:
+            return 200, "success"
+        metadata: dict[str, Any] = {"channel": self.name()}
+        if inbound.language:
+            metadata["language"] = inbound.language
+        try:
+            await on_new_message(UserMessage(
+                inbound.text, self.output(), inbound.chat_id, input_channel=self.name(),
+                metadata=metadata))
+        except Exception:
+            # Telegram would resend the update again and again; the error is ours.
+            log.exception("telegram: update from chat %s failed", inbound.chat_id)
+        return 200, "success"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        telegram = Blueprint("telegram_webhook", __name__)
+
+        @telegram.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok", "configured": self.config.configured})
+
+        @telegram.route("/webhook", methods=["POST"])
+        async def webhook(request: Request) -> HTTPResponse:
+            status, text = await self.receive(request.headers, request.body or b"",
+                                              on_new_message)
+            return response.text(text, status=status)
+
+        @telegram.listener("after_server_start")
+        async def start(*_: Any) -> None:
+            if self.config.configured:
+                task = asyncio.create_task(self.register_webhook())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                log.info("telegram: not configured; the webhook answers 503")
+
+        @telegram.listener("before_server_stop")
+        async def stop(*_: Any) -> None:
+            for task in list(self._tasks):
+                task.cancel()
+            for output in self._outputs.values():
+                session = output._session  # made on first use; none to close otherwise
+                if session is not None:
+                    await session.close()
+
+        return telegram
