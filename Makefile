@@ -45,6 +45,12 @@ $(CHROMIUM):
 	@echo "setup: installing Chromium and a CJK font for the browser tests (apt-get)"
 	@$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 
+# The scale-out test puts Debian's nginx in front of two Rasa servers (deploy/nginx.conf).
+/usr/sbin/nginx:
+	@command -v apt-get >/dev/null || { echo "setup: install nginx (Debian: apt-get install nginx-light) for the scale-out test"; exit 1; }
+	@echo "setup: installing nginx for the scale-out test (apt-get)"
+	@$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+
 $(SCHEMATHESIS):
 	@python=$$(tools/find-python.sh) && rm -rf .venv-schemathesis && "$$python" -m venv .venv-schemathesis
 	@echo "setup: installing schemathesis (API fuzzing from the OpenAPI document) in .venv-schemathesis"
@@ -75,7 +81,7 @@ lint: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/rasa data validate --fail-on-warnings --quiet
 
-pytest: $(STAMP) $(WEB) $(MODEL) $(CHROMIUM) $(SCHEMATHESIS)
+pytest: $(STAMP) $(WEB) $(MODEL) $(CHROMIUM) /usr/sbin/nginx $(SCHEMATHESIS)
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest --junitxml=results/pytest.xml
 
 rasa-test: $(STAMP) $(MODEL)

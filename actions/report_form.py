@@ -18,6 +18,7 @@ from bot.free_text import (
     item_in,
     name_in,
     phone_in,
+    quotable,
     relationship_in,
 )
 
@@ -140,7 +141,7 @@ class ValidateLossReportForm(FormValidationAction):
                 r.name_zh if zh else r.name_en for r in regions.known_cities()
             )
             return self._failed("city", "utter_unknown_city", dispatcher, tracker,
-                                city=text[:40], known_cities=known)
+                                city=quotable(text), known_cities=known)
         return self._passed("city", region.name_zh, tracker)
 
     async def validate_report_confirmed(

@@ -127,3 +127,19 @@ def item_in(text: str) -> str | None:
     if whose and what:
         return f"{whose}_{what}"
     return None
+
+
+# Everything but letters, digits, spaces, apostrophes, hyphens and the middle dot of names.
+_NOT_QUOTABLE = re.compile(r"[^\w\s'·-]|_")
+
+
+def quotable(text: str, limit: int = 40) -> str:
+    """What of a guardian's words a reply may quote back: no markup of any channel (HTML,
+    Markdown, WeChat's <a> links, bare URLs), no control or invisible characters.
+
+    >>> quotable('<img src=x onerror=alert(1)> [12333](https://evil.example)')
+    'img srcx onerroralert1 12333httpsevilexa'
+    >>> quotable("Xi'an"), quotable("乌鲁木齐")
+    ("Xi'an", '乌鲁木齐')
+    """
+    return " ".join(_NOT_QUOTABLE.sub("", text or "").split())[:limit]

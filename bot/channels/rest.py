@@ -4,6 +4,9 @@ Rasa's `--auth-token` never covers channel webhooks, so without this anyone who 
 reach the server could post as any conversation. With `BOT_ENV=production` the channel
 answers only requests carrying `Authorization: Bearer $REST_TOKEN`, and is not served at
 all when no token is set. The name stays "rest": the URL is `/webhooks/rest/webhook`.
+
+A body that is not a message is a 400 naming what is wrong, and a message Rasa failed to
+handle is a 503 (send it again), never a 500 or a partial answer.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from rasa.core.channels.channel import UserMessage
@@ -23,6 +27,48 @@ from sanic.response import HTTPResponse
 log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
+# Set when Rasa could not handle the message of the request being answered.
+_turn_failed: ContextVar[bool] = ContextVar("rest_turn_failed", default=False)
+# Longer than any id a channel issues (web chat sessions have at most 128 characters).
+MAX_SENDER_CHARACTERS = 128
+
+
+def body_problem(body: Any) -> str | None:
+    """Why a webhook body cannot be a user's message, or None when it can.
+
+    Rasa's REST channel takes whatever JSON comes: a list is a 500, a missing sender
+    puts the message into a conversation named "default", a message that is not a
+    string gets an empty answer.
+
+    >>> body_problem({"sender": "me", "message": "hi"}) is None
+    True
+    >>> body_problem([1, 2])
+    'the body must be a JSON object'
+    >>> body_problem({"message": "hi"})
+    '"sender" must be a string of 1 to 128 characters'
+    >>> body_problem({"sender": "me", "message": {"text": "hi"}})
+    '"message" must be a string'
+    """
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    sender = body.get("sender")
+    if not (isinstance(sender, str) and sender.strip() and len(sender) <= MAX_SENDER_CHARACTERS
+            and _encodable(sender)):
+        return f'"sender" must be a string of 1 to {MAX_SENDER_CHARACTERS} characters'
+    if not isinstance(body.get("message"), str):
+        return '"message" must be a string'
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        return '"metadata" must be an object'
+    return None
+
+
+def _encodable(text: str) -> bool:
+    """False for a lone surrogate (JSON allows "\\ud800"): it cannot be a Redis key."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class TokenRestInput(RestInput):
@@ -59,6 +105,10 @@ class TokenRestInput(RestInput):
             and hmac.compare_digest(presented.strip().encode(), self.token.encode())
         )
 
+    def _extract_input_channel(self, req: Request) -> str:
+        # Not the body's "input_channel": a REST client must not pass for another channel.
+        return self.name()
+
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[None]]
     ) -> Blueprint:
@@ -66,16 +116,41 @@ class TokenRestInput(RestInput):
             log.warning("REST channel off: BOT_ENV=production and no REST_TOKEN set")
             # Registered but empty: /webhooks/rest/webhook answers 404.
             return Blueprint("rest_webhook_off", __name__)
-        blueprint = super().blueprint(on_new_message)
+        async def handle(message: UserMessage) -> None:
+            try:
+                await on_new_message(message)
+            except Exception:
+                _turn_failed.set(True)
+                raise
+
+        blueprint = super().blueprint(handle)
 
         @blueprint.on_request
         async def require_token(request: Request) -> HTTPResponse | None:
-            if self.authorized(request):
+            _turn_failed.set(False)  # requests on one connection share a task
+            if not self.authorized(request):
+                return response.json(
+                    {"error": {"code": "unauthorized", "message": "Bearer token required"}},
+                    status=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            if request.method == "POST":
+                problem = body_problem(request.json)  # malformed JSON: Sanic's own 400
+                if problem:
+                    return response.json({"error": {"code": "bad_request", "message": problem}},
+                                         status=400)
+            return None
+
+        @blueprint.on_response
+        async def failed_turn_is_503(request: Request, _: HTTPResponse) -> HTTPResponse | None:
+            if not _turn_failed.get():
                 return None
+            # Rasa's channel would answer with what the bot said before the failure (Redis
+            # gone before the turn was saved, say): the guardian would read a turn that the
+            # conversation does not have.
             return response.json(
-                {"error": {"code": "unauthorized", "message": "Bearer token required"}},
-                status=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+                {"error": {"code": "unavailable",
+                           "message": "The message was not handled; send it again."}},
+                status=503, headers={"Retry-After": "1"})
 
         return blueprint

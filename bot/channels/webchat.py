@@ -182,7 +182,8 @@ class WebChatInput(SocketIOInput):
 
         @sio.on("session_request", namespace=namespace)
         async def session_request(sid: str, data: dict | None) -> None:
-            session_id = valid_session_id((data or {}).get("session_id")) or uuid.uuid4().hex
+            asked = data.get("session_id") if isinstance(data, dict) else None
+            session_id = valid_session_id(asked) or uuid.uuid4().hex
             if self.session_persistence:
                 joined = sio.enter_room(sid, session_id, namespace=namespace)
                 # A coroutine from python-socketio 5.10 on (Rasa's channel forgets to await it).

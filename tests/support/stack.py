@@ -42,9 +42,16 @@ class Stack:
         }
 
     def start(self, *names: str, timeout: float = 120) -> Stack:
-        names = names or tuple(self.processes)
-        for name in names:
+        return self.launch(*names).wait(*names, timeout=timeout)
+
+    def launch(self, *names: str) -> Stack:
+        """Start without waiting, so that several stacks load their models at once."""
+        for name in names or tuple(self.processes):
             self.processes[name].start()
+        return self
+
+    def wait(self, *names: str, timeout: float = 120) -> Stack:
+        names = names or tuple(self.processes)
         checks = health.checks(self.settings)
         for name in names:
             if name in checks:

@@ -151,8 +151,16 @@ def test_helm_values_use_our_images_ports_and_secrets() -> None:
     assert refs["REDIS_PASSWORD"] == "REDIS_PASSWORD"
     channels = set(rasa["applicationSettings"]["credentials"]["additionalChannelCredentials"])
     assert channels == set(load(ROOT / "credentials.yml"))
-    store = rasa["applicationSettings"]["endpoints"]["trackerStore"]
-    assert store["type"] == "redis" and store["key_prefix"] == "cardbot"
+    # The same stores and action settings as endpoints.yml, and the same Rasa command.
+    ours = load(ROOT / "endpoints.yml")
+    endpoints = rasa["applicationSettings"]["endpoints"]
+    for chart_key, key in (("trackerStore", "tracker_store"), ("lockStore", "lock_store")):
+        assert endpoints[chart_key]["type"] == ours[key]["type"]
+        assert endpoints[chart_key]["key_prefix"] == ours[key]["key_prefix"] == "cardbot"
+    assert endpoints["additionalEndpoints"]["action_endpoint"] == ours["action_endpoint"]
+    procfile_rasa = (ROOT / "Procfile").read_text().split("rasa: exec ", 1)[1].split(" run")[0]
+    assert rasa["command"] == procfile_rasa.split()
+    assert f"exec {procfile_rasa} run" in (DEPLOY / "rasa.Dockerfile").read_text()
     annotations = rasa["ingress"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/affinity"] == "cookie"
 

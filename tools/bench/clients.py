@@ -1,7 +1,8 @@
 """Simulated guardians over the REST channel (aiohttp) and the web chat (socket.io).
 
 A guardian holds one conversation: it sends a turn, waits for the whole answer, checks
-it, and sends the next. Latency is from sending a message to the last reply of the turn.
+it, and sends the next: at once, or after a pause for reading and typing (`think_s`).
+Latency is from sending a message to the last reply of the turn.
 """
 
 from __future__ import annotations
@@ -56,14 +57,17 @@ def check(turn_expect: str, text: str, outcome: Outcome) -> str | None:
 
 
 class RestGuardian:
-    def __init__(self, session: aiohttp.ClientSession, rasa_url: str):
+    def __init__(self, session: aiohttp.ClientSession, rasa_url: str, think_s: float = 0.0):
         self.session = session
         self.url = f"{rasa_url}/webhooks/rest/webhook"
+        self.think_s = think_s
 
     async def converse(self, script: Script) -> Outcome:
         outcome = Outcome(script.language)
         sender = new_session_id()
-        for turn in script.turns:
+        for index, turn in enumerate(script.turns):
+            if index and self.think_s:
+                await asyncio.sleep(self.think_s)
             message = turn.message.format(reference=outcome.reference or "")
             started = time.perf_counter()
             try:
@@ -97,9 +101,11 @@ class SocketGuardian:
     ends when both the acknowledgement and the expected number of replies are in.
     """
 
-    def __init__(self, rasa_url: str, expected_replies: dict[str, list[int]] | None = None):
+    def __init__(self, rasa_url: str, expected_replies: dict[str, list[int]] | None = None,
+                 think_s: float = 0.0):
         self.rasa_url = rasa_url
         self.expected = expected_replies or {}
+        self.think_s = think_s
 
     async def converse(self, script: Script) -> Outcome:
         outcome = Outcome(script.language)
@@ -132,6 +138,8 @@ class SocketGuardian:
             await asyncio.wait_for(confirmed, TURN_TIMEOUT)
             expected = self.expected.get(script.language, [])
             for index, turn in enumerate(script.turns):
+                if index and self.think_s:
+                    await asyncio.sleep(self.think_s)
                 message = turn.message.format(reference=outcome.reference or "")
                 arrivals.clear()
                 got_reply.clear()

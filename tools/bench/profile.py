@@ -196,10 +196,11 @@ def py_spy() -> str | None:
     return None
 
 
-# The event loop waiting in epoll shows as these leaf frames (py-spy's idle detection does not
-# see it in non-blocking mode): not busy time.
+# The event loop waiting in epoll, and idle executor threads (aiohttp's DNS lookups) waiting
+# for work, show as these leaf frames (py-spy's idle detection does not see them in
+# non-blocking mode): not busy time.
 IDLE_LEAVES = ("serve (sanic/server/runners.py", "run_forever (asyncio/", "_run_once (asyncio/",
-               "select (selectors.py")
+               "select (selectors.py", "_worker (concurrent/futures/thread.py")
 
 
 def busy_samples(collapsed: str) -> list[tuple[list[str], int]]:

@@ -119,12 +119,13 @@ def server_processes(stack: Stack, redis_server: RedisServer) -> dict[str, psuti
 async def channel_levels(channel: str, levels: list[int], rasa_url: str,
                          script_for: Callable[[int], Script], expected: dict[str, list[int]],
                          servers: dict[str, psutil.Process], target: str, first_index: int,
-                         after_level: Callable[[Level], None]) -> list[Level]:
+                         after_level: Callable[[Level], None],
+                         think_s: float = 0.0) -> list[Level]:
     results = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        rest = RestGuardian(session, rasa_url)
-        socket = SocketGuardian(rasa_url, expected)
+        rest = RestGuardian(session, rasa_url, think_s)
+        socket = SocketGuardian(rasa_url, expected, think_s)
         converse = rest.converse if channel == "rest" else socket.converse
         index = first_index
         for n in levels:
@@ -279,6 +280,12 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
             levels += await channel_levels(channel, args.levels, stack.rasa_url, loss_report,
                                            expected, servers, "stack", index, after_level)
             index += sum(args.levels)
+            # The targets' level: 32 guardians who pause between messages, as people do
+            # (back to back, 32 of them at p95 < 250 ms would need 128 turns/s).
+            levels += await channel_levels(channel, [report.TARGET_N], stack.rasa_url,
+                                           loss_report, expected, servers, "stack-paced",
+                                           index, ledger.check, report.THINK_S)
+            index += report.TARGET_N
         # Greeting-level turns on our stack, for a like-for-like ratio with the bare bot.
         greet_expected = await calibrate(stack.rasa_url, greeting_only, [0])
         for channel in args.channels:
