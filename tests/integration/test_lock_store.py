@@ -144,11 +144,18 @@ def test_turns_run_in_the_order_their_tickets_were_issued(redis_url: str) -> Non
             order.append(n)
             await asyncio.sleep(0.01)
 
+    issued = redis.Redis.from_url(redis_url)
+    counter = f"{PREFIX}:ticket_counter:{conversation_id}"
+
     async def scenario() -> None:
         tasks = []
         for n in range(10):
             tasks.append(asyncio.create_task(turn(n)))
-            await asyncio.sleep(0.005)  # each takes its ticket before the next
+            # Each takes its ticket (in a thread) before the next turn arrives.
+            for _ in range(1000):
+                if int(issued.get(counter) or 0) > n:
+                    break
+                await asyncio.sleep(0.005)
         await asyncio.gather(*tasks)
 
     asyncio.run(scenario())
