@@ -46,6 +46,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.buttons import ButtonMemory
 from bot.channels.credentials import setting
 from bot.config import Settings
 
@@ -57,7 +58,6 @@ MAX_CLOCK_SKEW_SECONDS = 300
 # Longer than WeChat's retries (three within about 15 s) and than the clock-skew window,
 # so neither a retry nor a replayed signature is processed twice.
 SEEN_SECONDS = 2 * MAX_CLOCK_SKEW_SECONDS + 60
-BUTTONS_SECONDS = 30 * 60
 HTTP_TIMEOUT_SECONDS = 10.0
 # Refresh the access token this long before WeChat says it expires.
 TOKEN_MARGIN_SECONDS = 300
@@ -315,6 +315,7 @@ class WeChatApi:
         self._session: aiohttp.ClientSession | None = None
         self._redis: aioredis.Redis | None = None
         self._prefix = f"wechat:{config.app_id}"
+        self.buttons = ButtonMemory(config.redis_url, self._prefix)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -336,6 +337,7 @@ class WeChatApi:
             await self._session.close()
         if self._redis is not None:
             await self._redis.close()
+        await self.buttons.close()
 
     # Seen messages and signatures ------------------------------------------------------
 
@@ -347,21 +349,11 @@ class WeChatApi:
 
     # Numbered buttons ------------------------------------------------------------------
 
-    def _buttons_key(self, openid: str) -> str:
-        return f"{self._prefix}:buttons:{hashlib.sha256(openid.encode('utf-8')).hexdigest()}"
-
     async def remember_buttons(self, openid: str, buttons: list[dict[str, Any]]) -> None:
-        choices = [{"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
-                   for b in buttons]
-        await self.redis.set(self._buttons_key(openid), json.dumps(choices, ensure_ascii=False),
-                             ex=BUTTONS_SECONDS)
+        await self.buttons.remember(openid, buttons)
 
     async def take_buttons(self, openid: str) -> list[dict[str, str]]:
-        """The buttons last shown to this user; they answer the next message only."""
-        key = self._buttons_key(openid)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            raw, _ = await pipe.get(key).delete(key).execute()
-        return list(json.loads(raw)) if raw else []
+        return await self.buttons.take(openid)
 
     # Access token ----------------------------------------------------------------------
 

@@ -26,8 +26,6 @@ TWILIO_API_BASE. Without an account, token and number the webhook answers 503.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,7 +34,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
-import redis.asyncio as aioredis
 from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.core.channels.twilio import TwilioInput, TwilioOutput
 from redis.exceptions import RedisError
@@ -47,6 +44,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 
+from bot.channels.buttons import ButtonMemory
 from bot.channels.credentials import setting
 from bot.channels.user_text import user_text
 from bot.channels.wechat import chosen_payload, render_buttons
@@ -59,7 +57,6 @@ DEFAULT_BASE_URL = "https://api.twilio.com"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MAX_BODY_BYTES = 64 * 1024
 HTTP_TIMEOUT_SECONDS = 10.0
-BUTTONS_SECONDS = 30 * 60
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -138,42 +135,6 @@ class TwilioConfig:
         return bool(self.account_sid and self.auth_token and self.twilio_number)
 
 
-class ButtonMemory:
-    """The buttons last shown to each user, in Redis for every Rasa process."""
-
-    def __init__(self, redis_url: str):
-        self.redis_url = redis_url
-        self._redis: aioredis.Redis | None = None
-
-    @property
-    def redis(self) -> aioredis.Redis:
-        if self._redis is None:
-            self._redis = aioredis.Redis.from_url(
-                self.redis_url, decode_responses=True, socket_timeout=5,
-                socket_connect_timeout=5)
-        return self._redis
-
-    @staticmethod
-    def _key(user: str) -> str:
-        return f"whatsapp:buttons:{hashlib.sha256(user.encode('utf-8')).hexdigest()}"
-
-    async def remember(self, user: str, buttons: list[dict[str, Any]]) -> None:
-        choices = [{"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
-                   for b in buttons]
-        await self.redis.set(self._key(user), json.dumps(choices, ensure_ascii=False),
-                             ex=BUTTONS_SECONDS)
-
-    async def take(self, user: str) -> list[dict[str, str]]:
-        """They answer the next message only."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            raw, _ = await pipe.get(self._key(user)).delete(self._key(user)).execute()
-        return list(json.loads(raw)) if raw else []
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.close()
-
-
 class AsyncTwilioOutput(TwilioOutput):
     """Rasa's Twilio output sending through Twilio's aiohttp client."""
 
@@ -229,7 +190,7 @@ class SignedTwilioInput(TwilioInput):
         super().__init__(config.account_sid, config.auth_token, config.twilio_number,
                          debug_mode=False)
         self.config = config
-        self.buttons = ButtonMemory(config.redis_url)
+        self.buttons = ButtonMemory(config.redis_url, "whatsapp")
         self._http: AsyncTwilioHttpClient | None = None
 
     @classmethod
