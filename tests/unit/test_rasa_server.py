@@ -27,3 +27,26 @@ def test_install_keeps_rasas_verdicts() -> None:
     for reply in BAD:
         with pytest.raises(ValidationError, match="Failed to validate Action server response"):
             action._validate_action_result(reply)
+
+
+def test_the_loaded_model_is_frozen_out_of_the_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import gc
+
+    import rasa.core.run
+
+    loaded = object()
+
+    async def load_agent_on_start(*args: object) -> object:
+        return loaded
+
+    monkeypatch.setattr(rasa.core.run, "load_agent_on_start", load_agent_on_start)
+    rasa_server.freeze_after_loading()
+    rasa_server.freeze_after_loading()  # twice is once
+    wrapped = rasa.core.run.load_agent_on_start
+    assert wrapped.__wrapped__ is load_agent_on_start  # type: ignore[attr-defined]
+    try:
+        assert asyncio.run(wrapped("model", None, None, None, None)) is loaded
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
