@@ -1,15 +1,19 @@
 """Simulated guardians over the REST channel (aiohttp) and the web chat (socket.io).
 
 A guardian holds one conversation: it sends a turn, waits for the whole answer, checks
-it, and sends the next: at once, or after a pause for reading and typing (`think_s`).
-Latency is from sending a message to the last reply of the turn.
+it, and sends the next: at once, or after a pause for reading and typing (`think_s` on
+average). Latency is from sending a message to the last reply of the turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
+import ssl
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,18 +60,37 @@ def check(turn_expect: str, text: str, outcome: Outcome) -> str | None:
     return None
 
 
+class Pauses:
+    """Reading and typing time: the first message within one mean pause of the start, then
+    pauses of 0.5 to 1.5 times the mean. People neither arrive nor type in step; with one
+    fixed pause for all, 32 guardians send 32 messages in the same millisecond, turn after
+    turn, and the level measures a queue of its own making. Seeded: the same run, the same
+    pauses."""
+
+    def __init__(self, mean_s: float):
+        self.mean_s = mean_s
+        self._seeds = itertools.count()
+
+    def for_one_guardian(self) -> Iterator[float]:
+        rng = random.Random(next(self._seeds))
+        yield rng.uniform(0.0, self.mean_s)
+        while True:
+            yield rng.uniform(0.5 * self.mean_s, 1.5 * self.mean_s)
+
+
 class RestGuardian:
     def __init__(self, session: aiohttp.ClientSession, rasa_url: str, think_s: float = 0.0):
         self.session = session
         self.url = f"{rasa_url}/webhooks/rest/webhook"
-        self.think_s = think_s
+        self.pauses = Pauses(think_s) if think_s else None
 
     async def converse(self, script: Script) -> Outcome:
         outcome = Outcome(script.language)
         sender = new_session_id()
-        for index, turn in enumerate(script.turns):
-            if index and self.think_s:
-                await asyncio.sleep(self.think_s)
+        pauses = self.pauses.for_one_guardian() if self.pauses else None
+        for turn in script.turns:
+            if pauses:
+                await asyncio.sleep(next(pauses))
             message = turn.message.format(reference=outcome.reference or "")
             started = time.perf_counter()
             try:
@@ -102,10 +125,24 @@ class SocketGuardian:
     """
 
     def __init__(self, rasa_url: str, expected_replies: dict[str, list[int]] | None = None,
-                 think_s: float = 0.0):
+                 think_s: float = 0.0, ssl_context: ssl.SSLContext | None = None,
+                 spread_sources: bool = False):
         self.rasa_url = rasa_url
         self.expected = expected_replies or {}
-        self.think_s = think_s
+        self.pauses = Pauses(think_s) if think_s else None
+        self.ssl_context = ssl_context
+        # Behind a balancer that is sticky by client address (deploy/nginx.conf: ip_hash,
+        # which reads an IPv4 address's first three bytes), guardians on one machine look
+        # like one user: each gets a loopback address of its own, as separate phones would.
+        self.sources = itertools.count() if spread_sources else None
+
+    def _http_session(self) -> aiohttp.ClientSession:
+        source = None
+        if self.sources is not None:
+            number = next(self.sources)
+            source = (f"127.{number // 250 % 250 + 1}.{number % 250 + 1}.1", 0)
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            ssl=self.ssl_context if self.ssl_context else True, local_addr=source))
 
     async def converse(self, script: Script) -> Outcome:
         outcome = Outcome(script.language)
@@ -113,7 +150,9 @@ class SocketGuardian:
         arrivals: list[tuple[float, str]] = []
         got_reply = asyncio.Event()
         confirmed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        client = socketio.AsyncClient(reconnection=False)
+        http = self._http_session()
+        client = socketio.AsyncClient(reconnection=False, http_session=http)
+        pauses = self.pauses.for_one_guardian() if self.pauses else None
 
         def on_reply(data: dict) -> None:
             arrivals.append((time.perf_counter(), str((data or {}).get("text", ""))))
@@ -138,8 +177,8 @@ class SocketGuardian:
             await asyncio.wait_for(confirmed, TURN_TIMEOUT)
             expected = self.expected.get(script.language, [])
             for index, turn in enumerate(script.turns):
-                if index and self.think_s:
-                    await asyncio.sleep(self.think_s)
+                if pauses:
+                    await asyncio.sleep(next(pauses))
                 message = turn.message.format(reference=outcome.reference or "")
                 arrivals.clear()
                 got_reply.clear()
@@ -172,4 +211,5 @@ class SocketGuardian:
         finally:
             if client.connected:
                 await client.disconnect()
+            await http.close()
         return outcome

@@ -14,9 +14,12 @@ TARGET_P95_MS = 250.0
 TARGET_TURNS_PER_S = 40.0
 # A guardian reads a reply and types the next answer: about one message every 15 s.
 SECONDS_BETWEEN_MESSAGES = 15.0
-# The targets' level pauses this long between a reply and the next message: far faster
-# than anyone types, yet 32 guardians then offer up to 64 turns/s, above the target of 40.
+# The targets' level pauses this long on average between a reply and the next message
+# (0.5 to 1.5 times it, tools/bench/clients.py): far faster than anyone types, yet 32
+# guardians then offer about 50 turns/s, above the target of 40.
 THINK_S = 0.5
+# The topologies, as measured: `make run` (one Rasa) and deploy/ on this machine.
+TOPOLOGIES = {"stack": "one Rasa (make run)", "cluster": "nginx + two Rasas (deploy/)"}
 
 # Measured by a separate run on 2026-11-25 (Rasa's default pipeline trained on the same
 # data, evaluated on the same held-out files; ours then had DIET at 40 epochs and
@@ -44,7 +47,9 @@ def level_at(results: dict[str, Any], target: str, channel: str, n: int) -> dict
 
 
 def target_level(results: dict[str, Any], channel: str) -> dict | None:
-    return (level_at(results, "stack-paced", channel, TARGET_N)
+    """The production shape on this machine when it was measured, else `make run`'s."""
+    return (level_at(results, "cluster-paced", channel, TARGET_N)
+            or level_at(results, "stack-paced", channel, TARGET_N)
             or level_at(results, "stack", channel, TARGET_N))
 
 
@@ -75,7 +80,7 @@ def plots(results: dict[str, Any], out: Path) -> None:
     fig, axes = plt.subplots(1, len(channels) or 1, figsize=(6 * max(len(channels), 1), 4),
                              squeeze=False)
     for ax, channel in zip(axes[0], channels, strict=False):
-        for target, style in (("stack", "-"), ("baseline", ":")):
+        for target, style in (("stack", "-"), ("cluster", "--"), ("baseline", ":")):
             data = levels(results, target, channel)
             if not data:
                 continue
@@ -96,7 +101,7 @@ def plots(results: dict[str, Any], out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for channel in channels:
-        for target, style in (("stack", "-"), ("baseline", ":")):
+        for target, style in (("stack", "-"), ("cluster", "--"), ("baseline", ":")):
             data = levels(results, target, channel)
             if data:
                 ax.plot([lv["concurrency"] for lv in data], [lv["turns_per_s"] for lv in data],
@@ -199,27 +204,30 @@ def _sampling_section(sampled: dict[str, Any] | None) -> list[str]:
 def _capacity(results: dict[str, Any]) -> list[str]:
     cores = int(results["machine"].get("cpus") or 1)
     lines = []
-    for channel in results.get("channels", []):
-        data = [lv for lv in levels(results, "stack", channel)
-                if lv["turns"] and lv["concurrency"] > 1] or levels(results, "stack", channel)
+    for topology, channel in ((t, c) for t in TOPOLOGIES for c in results.get("channels", [])):
+        data = [lv for lv in levels(results, topology, channel)
+                if lv["turns"] and lv["concurrency"] > 1] or levels(results, topology, channel)
         if not data or not data[0]["turns"]:
             continue
         total = statistics.median(lv["server_cpu_ms_per_turn"] for lv in data)
-        rasa = statistics.median(lv["cpu_ms_per_turn_by_process"].get("rasa", 0.0)
-                                 for lv in data)
+        # Every Rasa of the topology ("rasa", "rasa-2"), each busy with its share of turns.
+        names = [name for name in data[0]["cpu_ms_per_turn_by_process"] if name.startswith("rasa")]
+        rasa = statistics.median(sum(lv["cpu_ms_per_turn_by_process"].get(name, 0.0)
+                                     for name in names) for lv in data)
         best = max(data, key=lambda lv: lv["turns_per_s"])
         by_process = {name: statistics.median(lv["cpu_ms_per_turn_by_process"].get(name, 0.0)
                                               for lv in data)
                       for name in data[0]["cpu_ms_per_turn_by_process"]}
         shares = ", ".join(f"{name} {ms:.0f}" for name, ms in by_process.items())
         lines.append(
-            f"- {channel}: the stack spends {total:.0f} ms of CPU per turn ({shares}; medians "
-            f"over the levels with N > 1). The Rasa process runs on one event loop, so one "
-            f"Rasa instance tops out near {1000 / rasa:.0f} turns/s whatever the cores, and "
-            f"{cores} cores near {cores * 1000 / total:.0f} turns/s for the whole stack; the "
-            f"best measured was {best['turns_per_s']:.1f} turns/s at N={best['concurrency']} "
+            f"- {TOPOLOGIES[topology]}, {channel}: {total:.0f} ms of CPU per turn ({shares}; "
+            f"medians over the levels with N > 1). A Rasa process runs on one event loop and "
+            f"spends {rasa:.0f} ms of it per turn, so each Rasa instance tops out near "
+            f"{1000 / rasa:.0f} turns/s ({len(names)} here: {len(names) * 1000 / rasa:.0f}), "
+            f"and {cores} cores near {cores * 1000 / total:.0f} turns/s for the whole stack; "
+            f"the best measured was {best['turns_per_s']:.1f} turns/s at N={best['concurrency']} "
             "(the load generator shares the cores)." if rasa else
-            f"- {channel}: {total:.0f} ms of CPU per turn.")
+            f"- {TOPOLOGIES[topology]}, {channel}: {total:.0f} ms of CPU per turn.")
     return lines
 
 
@@ -242,8 +250,14 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
         *([f"- Environment overrides for the stack: `{' '.join(results['env'])}`"]
           if results.get("env") else []),
         "- Everything on this one machine over 127.0.0.1: Redis (AOF, appendfsync always), "
-        "card service, one action server, one Rasa server (one Sanic worker), and the load "
-        "generator (one asyncio process) sharing the same cores.",
+        "card service, one action server, the Rasa servers (one Sanic worker each), and the "
+        "load generator (one asyncio process) sharing the same cores. Two topologies: "
+        "`stack`, as `make run` starts it (one Rasa, clients straight to it); `cluster`, as "
+        "deploy/ serves it on this machine (Debian's nginx with deploy/nginx.conf, TLS, REST "
+        "round robin and the web chat sticky by client address, in front of two Rasas; each "
+        "web-chat guardian has a loopback address of its own, as separate phones would). "
+        "A Rasa process uses one core at most: the second Rasa is how this machine's second "
+        "core serves guardians.",
         "",
         "## How the load is made",
         "",
@@ -267,10 +281,12 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
         "",
         "## Targets (issue 6): 32 concurrent guardians, p95 < 250 ms, >= 40 turns/s, no error",
         "",
-        f"Measured on the `stack-paced` level: {TARGET_N} guardians at once, each sending its "
-        f"next message {THINK_S:g} s after the last reply (a person takes seconds; at "
-        f"{THINK_S:g} s, 32 guardians offer up to {TARGET_N / THINK_S:.0f} turns/s, above the "
-        "throughput target). Back to back with no pause, 32 guardians would need "
+        f"Measured on the `cluster-paced` level (`stack-paced` when the cluster was not run): "
+        f"{TARGET_N} guardians, each sending its first message within {THINK_S:g} s of the "
+        f"start and each next one {0.5 * THINK_S:g} to {1.5 * THINK_S:g} s (seeded random) "
+        f"after the last reply (a person takes seconds; at {THINK_S:g} s on average, 32 "
+        f"guardians offer up to {TARGET_N / THINK_S:.0f} turns/s, above the throughput "
+        "target). Back to back with no pause, 32 guardians would need "
         f"{TARGET_N / (TARGET_P95_MS / 1000):.0f} turns/s to see 250 ms (Little's law: "
         "concurrency = throughput x latency), so that level, in the load table below, shows "
         "capacity, not the latency a guardian sees.",
@@ -288,7 +304,7 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
     lines += ["", f"All targets met: **{'yes' if verdict.get('met') else 'no'}**.", ""]
     lines += _capacity(results)
     lines += ["", "## Load: the whole stack", ""]
-    lines += _load_table([lv for target in ("stack", "stack-paced")
+    lines += _load_table([lv for target in ("stack", "stack-paced", "cluster", "cluster-paced")
                           for channel in results.get("channels", [])
                           for lv in levels(results, target, channel)])
     lines += ["", f"![latency]({rel}/latency.png)", "", f"![throughput]({rel}/throughput.png)",
@@ -380,6 +396,11 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
         lines.append(f"| **total** | {sum(idle.values()):.0f} |{cells}")
     for name, size in (results.get("memory_baseline_mib") or {}).items():
         lines.append(f"| {name} (baseline) | {size:.0f} |" + " |" * len(channels))
+    cluster = results.get("memory_cluster_mib") or {}
+    if cluster:
+        lines += ["", "The cluster after its levels: " + ", ".join(
+            f"{name} {size:.0f}" for name, size in cluster.items())
+            + f"; total {sum(cluster.values()):.0f} MiB."]
     lines += ["", f"Stack start-up (Redis up to Rasa's model loaded): "
               f"{results.get('startup_s', 0)} s.", ""]
     return "\n".join(lines)

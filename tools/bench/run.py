@@ -4,7 +4,9 @@
     .venv/bin/python -m tools.bench.run --levels 1 2 --no-baseline --no-nlu --out /tmp/b
 
 Each level starts N guardians at once, each holding one whole conversation, and ends when
-they are done (bounded by count, not time). All traffic goes to 127.0.0.1. Raw figures go
+they are done (bounded by count, not time). All traffic goes to 127.0.0.1. The stack is
+measured as `make run` starts it (one Rasa) and as deploy/ serves it on this machine
+(`cluster`: Debian's nginx with deploy/nginx.conf and TLS in front of two Rasas). Raw figures go
 to `<out>/results.json`, plots to `<out>/*.png`, the summary to BENCHMARKS.md.
 """
 
@@ -16,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,7 @@ import requests
 
 from bot.config import ROOT, Settings
 from tests.conftest import RedisServer
+from tests.support.nginx import MISSING, NGINX, Nginx
 from tests.support.processes import Process, free_port, wait_for
 from tests.support.stack import Stack
 from tools.bench import baseline, machine, report
@@ -57,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels", nargs="+", default=list(CHANNELS), choices=CHANNELS)
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare Rasa bot")
     parser.add_argument("--no-nlu", action="store_true", help="skip the NLU evaluation")
+    parser.add_argument("--no-cluster", action="store_true",
+                        help="skip nginx in front of two Rasas")
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench"),
                         help="plots and results.json (default docs/bench)")
     parser.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE",
@@ -120,12 +126,13 @@ async def channel_levels(channel: str, levels: list[int], rasa_url: str,
                          script_for: Callable[[int], Script], expected: dict[str, list[int]],
                          servers: dict[str, psutil.Process], target: str, first_index: int,
                          after_level: Callable[[Level], None],
-                         think_s: float = 0.0) -> list[Level]:
+                         think_s: float = 0.0, ssl_context: ssl.SSLContext | None = None,
+                         spread_sources: bool = False) -> list[Level]:
     results = []
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context if ssl_context else True)
     async with aiohttp.ClientSession(connector=connector) as session:
         rest = RestGuardian(session, rasa_url, think_s)
-        socket = SocketGuardian(rasa_url, expected, think_s)
+        socket = SocketGuardian(rasa_url, expected, think_s, ssl_context, spread_sources)
         converse = rest.converse if channel == "rest" else socket.converse
         index = first_index
         for n in levels:
@@ -207,6 +214,13 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
     profiled_env = {**stack.env, "RASA_PORT": str(profiled_port),
                     "ACTIONS_URL": f"http://127.0.0.1:{proxy_port}/webhook"}
     profiled = Process("rasa-profiled", stack.processes["rasa"].command, profiled_env, work)
+    # The cluster's second Rasa: the same stack on its own port, started with the others.
+    second = None
+    if not args.no_cluster:
+        if not NGINX.exists():
+            raise SystemExit(MISSING)
+        second = Process("rasa-2", stack.processes["rasa"].command,
+                         {**stack.env, "RASA_PORT": str(free_port())}, work)
     profiled_settings = Settings.from_env(profiled_env)
     proxy = CountingProxy(f"{stack.settings.actions_url}/webhook")
 
@@ -228,10 +242,15 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
     try:
         started = time.monotonic()
         profiled.start()
+        if second is not None:
+            second.start()
         stack.start(timeout=600)
         from bot.health import rasa_ready
 
         wait_for(lambda: rasa_ready(profiled_settings), 600, "profiled rasa")
+        if second is not None:
+            second_settings = Settings.from_env(second.env)
+            wait_for(lambda: rasa_ready(second_settings), 600, "second rasa")
         results["startup_s"] = round(time.monotonic() - started, 1)
         say(f"stack up in {results['startup_s']} s")
         # Side jobs first, so the measured runs have the cores to themselves.
@@ -292,6 +311,10 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
             levels += await channel_levels(channel, args.levels, stack.rasa_url, greeting_only,
                                            greet_expected, servers, "stack-greeting", index,
                                            lambda level: None)
+        if second is not None:
+            index += sum(args.levels)
+            levels += await cluster_levels(args, work, stack, second, processes, expected,
+                                           ledger, index, results)
         results["levels"] = [level.as_dict() for level in levels]
         results["memory_after_32_mib"] = memory_after
     finally:
@@ -299,8 +322,42 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
             if process is not None and process.poll() is None:
                 process.terminate()
         profiled.stop()
+        if second is not None:
+            second.stop()
         stack.stop()
         redis_server.stop()
+
+
+async def cluster_levels(args: argparse.Namespace, work: Path, stack: Stack, second: Process,
+                         processes: dict[str, psutil.Process], expected: dict[str, list[int]],
+                         ledger: ReportLedger, index: int,
+                         results: dict[str, Any]) -> list[Level]:
+    """deploy/ on this machine: nginx (TLS; REST round robin, web chat sticky by client
+    address) in front of both Rasas, which share the action server, Redis and card service."""
+    assert second.popen is not None
+    nginx = Nginx(work / "nginx", [stack.settings.rasa_port, int(second.env["RASA_PORT"])],
+                  [stack.settings.actions_port] * 2).start()
+    try:
+        assert nginx.process.popen is not None
+        servers = {**processes, "rasa-2": psutil.Process(second.popen.pid),
+                   "nginx": psutil.Process(nginx.process.popen.pid)}
+        context = ssl.create_default_context(cafile=str(nginx.certificate))
+        say(f"cluster: nginx {nginx.https_url} in front of two Rasas")
+        levels: list[Level] = []
+        for channel in args.channels:
+            levels += await channel_levels(channel, args.levels, nginx.https_url, loss_report,
+                                           expected, servers, "cluster", index, ledger.check,
+                                           0.0, context, spread_sources=True)
+            index += sum(args.levels)
+            levels += await channel_levels(channel, [report.TARGET_N], nginx.https_url,
+                                           loss_report, expected, servers, "cluster-paced",
+                                           index, ledger.check, report.THINK_S, context,
+                                           spread_sources=True)
+            index += report.TARGET_N
+        results["memory_cluster_mib"] = machine.resident_mib(servers)
+        return levels
+    finally:
+        nginx.stop()
 
 
 async def bench_baseline(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
