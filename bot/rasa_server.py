@@ -1,4 +1,4 @@
-"""`rasa` as the stack runs it: Rasa's own command line, with six changes to its server.
+"""`rasa` as the stack runs it: Rasa's own command line, with seven changes to its server.
 
 - Action-server replies are checked by a schema compiled once. Rasa 3.6 calls
   `jsonschema.validate()`, which re-checks its large events schema against the
@@ -12,6 +12,7 @@
 - An event's class is found by its name in a table, not by walking every subclass of
   `Event` (with an `isabstract` check each) for every event read: rebuilding the tracker
   on each message did that for every event of the conversation, 10% of Rasa's busy time.
+- Request bodies to the action server are encoded with ujson (bot/fast_json.py).
 - The loaded model is frozen out of the garbage collector: a full collection walked all
   of its objects, 0.5-1 s with the event loop stopped, twice per 1,000 turns in
   `make bench`; it now takes a few milliseconds.
@@ -99,8 +100,9 @@ def main() -> None:
     install()
     cache_event_types()
     freeze_after_loading()
-    from bot import language_slot, message_limit, strict_tracker_store
+    from bot import fast_json, language_slot, message_limit, strict_tracker_store
 
+    fast_json.install()
     language_slot.install()
     message_limit.install()
     strict_tracker_store.install()

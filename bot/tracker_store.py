@@ -26,6 +26,8 @@ from rasa.shared.core.trackers import (
     get_trackers_for_conversation_sessions,
 )
 
+from bot.fast_json import dumps
+
 # A Redis that stops answering fails the turn (the channel says so) instead of hanging it.
 SOCKET_TIMEOUT_SECONDS = 10.0
 
@@ -81,16 +83,16 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
             timeout = self.record_exp
         key = self.key_prefix + tracker.sender_id
         dialogue = tracker.as_dialogue().as_dict()
-        current = [json.dumps(event) for event in dialogue.pop("events")]
+        current = [dumps(event) for event in dialogue.pop("events")]
         client = self._redis()
         stored = await client.get(key)
         if stored is not None:
             # Re-dumping what json.loads read gives the same text for the same event.
-            previous = [json.dumps(event) for event in json.loads(stored).get("events", [])]
+            previous = [dumps(event) for event in json.loads(stored).get("events", [])]
             current = merged_events(previous, current)
-        head = json.dumps(dialogue)[:-1]
-        separator = ", " if dialogue else ""
-        await client.set(key, f'{head}{separator}"events": [{", ".join(current)}]}}',
+        head = dumps(dialogue)[:-1]
+        separator = "," if dialogue else ""
+        await client.set(key, f'{head}{separator}"events":[{",".join(current)}]}}',
                          ex=int(timeout) if timeout else None)
 
     async def _retrieve(self, sender_id: str,
