@@ -20,8 +20,10 @@ from typing import Any
 import aiohttp
 import socketio
 from socketio.exceptions import SocketIOError
+from websockets.exceptions import WebSocketException
 
 from tools.bench.conversations import REFERENCE, Script
+from tools.bench.websocket_client import WebsocketSocketIO
 
 TURN_TIMEOUT = 60.0
 # socket.io: how long to wait for replies still missing after the server acknowledged
@@ -126,8 +128,9 @@ class SocketGuardian:
 
     def __init__(self, rasa_url: str, expected_replies: dict[str, list[int]] | None = None,
                  think_s: float = 0.0, ssl_context: ssl.SSLContext | None = None,
-                 spread_sources: bool = False):
+                 spread_sources: bool = False, transport: str = "websocket"):
         self.rasa_url = rasa_url
+        self.transport = transport
         self.expected = expected_replies or {}
         self.pauses = Pauses(think_s) if think_s else None
         self.ssl_context = ssl_context
@@ -136,13 +139,31 @@ class SocketGuardian:
         # like one user: each gets a loopback address of its own, as separate phones would.
         self.sources = itertools.count() if spread_sources else None
 
-    def _http_session(self) -> aiohttp.ClientSession:
-        source = None
-        if self.sources is not None:
-            number = next(self.sources)
-            source = (f"127.{number // 250 % 250 + 1}.{number % 250 + 1}.1", 0)
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-            ssl=self.ssl_context if self.ssl_context else True, local_addr=source))
+    def _source(self) -> tuple[str, int] | None:
+        if self.sources is None:
+            return None
+        number = next(self.sources)
+        return (f"127.{number // 250 % 250 + 1}.{number % 250 + 1}.1", 0)
+
+    async def _connect(self) -> tuple[Any, aiohttp.ClientSession | None]:
+        """A connected client: the widget's websocket, or python-socketio's long polling."""
+        if self.transport == "websocket":
+            client = WebsocketSocketIO()
+            await client.connect(self.rasa_url, self.ssl_context, self._source())
+            return client, None
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            ssl=self.ssl_context if self.ssl_context else True, local_addr=self._source()))
+        polling = socketio.AsyncClient(reconnection=False, http_session=http)
+        try:
+            await polling.connect(
+                self.rasa_url, socketio_path="/socket.io", transports=["polling"],
+                # The client's default gives the namespace 1 s to connect: too little for a
+                # saturated server, and not what a browser would give up after.
+                wait_timeout=TURN_TIMEOUT)
+        except BaseException:
+            await http.close()
+            raise
+        return polling, http
 
     async def converse(self, script: Script) -> Outcome:
         outcome = Outcome(script.language)
@@ -150,9 +171,9 @@ class SocketGuardian:
         arrivals: list[tuple[float, str]] = []
         got_reply = asyncio.Event()
         confirmed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        http = self._http_session()
-        client = socketio.AsyncClient(reconnection=False, http_session=http)
         pauses = self.pauses.for_one_guardian() if self.pauses else None
+        client: Any = None
+        http: aiohttp.ClientSession | None = None
 
         def on_reply(data: dict) -> None:
             arrivals.append((time.perf_counter(), str((data or {}).get("text", ""))))
@@ -162,17 +183,10 @@ class SocketGuardian:
             if not confirmed.done():
                 confirmed.set_result(data)
 
-        client.on("bot_uttered", on_reply)
-        client.on("session_confirm", on_confirm)
-        # Long polling, as in tests/integration/test_webchat_scaleout.py: python-engineio's
-        # websocket client needs a newer aiohttp than Rasa's pin.
         try:
-            await asyncio.wait_for(client.connect(
-                self.rasa_url, socketio_path="/socket.io", transports=["polling"],
-                # The client's default gives the namespace 1 s to connect: too little for a
-                # saturated server, and not what a browser would give up after.
-                wait_timeout=TURN_TIMEOUT),
-                TURN_TIMEOUT)
+            client, http = await asyncio.wait_for(self._connect(), TURN_TIMEOUT)
+            client.on("bot_uttered", on_reply)
+            client.on("session_confirm", on_confirm)
             await client.emit("session_request", {"session_id": session})
             await asyncio.wait_for(confirmed, TURN_TIMEOUT)
             expected = self.expected.get(script.language, [])
@@ -206,10 +220,11 @@ class SocketGuardian:
                     outcome.errors.append(f"{script.language} turn {index + 1}: {problem}")
                     return outcome
             outcome.finished = True
-        except (SocketIOError, asyncio.TimeoutError, OSError) as error:
+        except (SocketIOError, WebSocketException, asyncio.TimeoutError, OSError) as error:
             outcome.errors.append(f"{type(error).__name__}: {error}")
         finally:
-            if client.connected:
+            if client is not None and client.connected:
                 await client.disconnect()
-            await http.close()
+            if http is not None:
+                await http.close()
         return outcome

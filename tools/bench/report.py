@@ -235,6 +235,9 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
     m = results["machine"]
     rel = os.path.relpath(out, root)
     verdict = targets(results)
+    transport = ("a websocket, what the widget upgrades to after its first long poll"
+                 if results.get("webchat_transport", "polling") == "websocket"
+                 else "long polling throughout")
     lines = [
         "# Benchmarks",
         "",
@@ -271,6 +274,7 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
         "guardians write English, odd ones Chinese; every guardian has its own valid ID "
         "numbers. A turn's latency runs from sending the message to the last reply of that "
         "turn (socket.io: the server's acknowledgement and every expected `bot_uttered`). "
+        f"The web chat's guardians speak socket.io over {transport} (`--webchat-transport`). "
         "An error is a failed request, a missing or wrong reply (no reference when filing, "
         "the status without the reference), or a card-service count that is not exactly "
         "one new report per finished conversation (checked after each level through the "

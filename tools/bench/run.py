@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-nlu", action="store_true", help="skip the NLU evaluation")
     parser.add_argument("--no-cluster", action="store_true",
                         help="skip nginx in front of two Rasas")
+    parser.add_argument("--webchat-transport", choices=("websocket", "polling"),
+                        default="websocket",
+                        help="the web chat's socket.io transport: the websocket the widget "
+                        "upgrades to (default), or long polling throughout")
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench"),
                         help="plots and results.json (default docs/bench)")
     parser.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE",
@@ -127,12 +131,14 @@ async def channel_levels(channel: str, levels: list[int], rasa_url: str,
                          servers: dict[str, psutil.Process], target: str, first_index: int,
                          after_level: Callable[[Level], None],
                          think_s: float = 0.0, ssl_context: ssl.SSLContext | None = None,
-                         spread_sources: bool = False) -> list[Level]:
+                         spread_sources: bool = False,
+                         transport: str = "websocket") -> list[Level]:
     results = []
     connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context if ssl_context else True)
     async with aiohttp.ClientSession(connector=connector) as session:
         rest = RestGuardian(session, rasa_url, think_s)
-        socket = SocketGuardian(rasa_url, expected, think_s, ssl_context, spread_sources)
+        socket = SocketGuardian(rasa_url, expected, think_s, ssl_context, spread_sources,
+                                transport)
         converse = rest.converse if channel == "rest" else socket.converse
         index = first_index
         for n in levels:
@@ -297,20 +303,22 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
                     memory_after[channel] = machine.resident_mib(processes)
 
             levels += await channel_levels(channel, args.levels, stack.rasa_url, loss_report,
-                                           expected, servers, "stack", index, after_level)
+                                           expected, servers, "stack", index, after_level,
+                                           transport=args.webchat_transport)
             index += sum(args.levels)
             # The targets' level: 32 guardians who pause between messages, as people do
             # (back to back, 32 of them at p95 < 250 ms would need 128 turns/s).
             levels += await channel_levels(channel, [report.TARGET_N], stack.rasa_url,
                                            loss_report, expected, servers, "stack-paced",
-                                           index, ledger.check, report.THINK_S)
+                                           index, ledger.check, report.THINK_S,
+                                           transport=args.webchat_transport)
             index += report.TARGET_N
         # Greeting-level turns on our stack, for a like-for-like ratio with the bare bot.
         greet_expected = await calibrate(stack.rasa_url, greeting_only, [0])
         for channel in args.channels:
             levels += await channel_levels(channel, args.levels, stack.rasa_url, greeting_only,
                                            greet_expected, servers, "stack-greeting", index,
-                                           lambda level: None)
+                                           lambda level: None, transport=args.webchat_transport)
         if second is not None:
             index += sum(args.levels)
             levels += await cluster_levels(args, work, stack, second, processes, expected,
@@ -347,12 +355,14 @@ async def cluster_levels(args: argparse.Namespace, work: Path, stack: Stack, sec
         for channel in args.channels:
             levels += await channel_levels(channel, args.levels, nginx.https_url, loss_report,
                                            expected, servers, "cluster", index, ledger.check,
-                                           0.0, context, spread_sources=True)
+                                           0.0, context, spread_sources=True,
+                                           transport=args.webchat_transport)
             index += sum(args.levels)
             levels += await channel_levels(channel, [report.TARGET_N], nginx.https_url,
                                            loss_report, expected, servers, "cluster-paced",
                                            index, ledger.check, report.THINK_S, context,
-                                           spread_sources=True)
+                                           spread_sources=True,
+                                           transport=args.webchat_transport)
             index += report.TARGET_N
         results["memory_cluster_mib"] = machine.resident_mib(servers)
         return levels
@@ -385,7 +395,7 @@ async def bench_baseline(args: argparse.Namespace, work: Path, results: dict[str
         for channel in args.channels:
             levels += await channel_levels(channel, args.levels, url, moodbot, expected,
                                            {"rasa": process}, "baseline", 0,
-                                           lambda level: None)
+                                           lambda level: None, transport=args.webchat_transport)
         results["levels"] += [level.as_dict() for level in levels]
     finally:
         server.stop()
@@ -400,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine.describe(),
         "levels_requested": args.levels,
+        "webchat_transport": args.webchat_transport,
         "channels": args.channels,
         "env": args.env,
     }
