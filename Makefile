@@ -21,7 +21,7 @@ help:
 	@echo "make test   install, train and run the whole test suite"
 	@echo "make train  train the model (only when the training data changed)"
 	@echo "make lint   ruff and mypy"
-	@echo "make bench  load, baseline, NLU and memory figures; rewrites BENCHMARKS.md (~7 min)"
+	@echo "make bench  load, baseline, NLU and memory figures; rewrites BENCHMARKS.md (~17 min)"
 	@echo "make staff ARGS='list'   the staff tool (list, show REF, advance REF [--to STATUS])"
 
 $(STAMP): pyproject.toml requirements.lock

@@ -21,21 +21,6 @@ THINK_S = 0.5
 # The topologies, as measured: `make run` (one Rasa) and deploy/ on this machine.
 TOPOLOGIES = {"stack": "one Rasa (make run)", "cluster": "nginx + two Rasas (deploy/)"}
 
-# Measured by a separate run on 2026-11-25 (Rasa's default pipeline trained on the same
-# data, evaluated on the same held-out files; ours then had DIET at 40 epochs and
-# TEDPolicy); not repeated by `make bench`: it trains a second model for about seven
-# minutes. Our training time: `make train` from a clean checkout, nothing else running.
-DEFAULT_PIPELINE = {
-    "date": "2026-11-25",
-    "ours_then": "DIET at 40 epochs, with TEDPolicy",
-    "macro_f1": {"en": (0.974, 0.950), "zh": (0.960, 0.941)},
-    "training_cpu_s": (125, 422),
-    "zh_entity_f1_default": {"id_number": 0.29, "phone_number": 0.80,
-                             "reference_number": 0.00, "city": 0.18},
-    "our_training_s": 149,
-}
-
-
 def levels(results: dict[str, Any], target: str, channel: str) -> list[dict[str, Any]]:
     return sorted((lv for lv in results.get("levels", [])
                    if lv["target"] == target and lv["channel"] == channel),
@@ -201,6 +186,59 @@ def _sampling_section(sampled: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _f1(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _languages(evaluation: dict[str, Any]) -> list[str]:
+    """The per-language reports of a tools/nlu_eval.py result (it also names the model)."""
+    return sorted(k for k, v in evaluation.items() if isinstance(v, dict) and "intent_f1" in v)
+
+
+def _nlu_section(results: dict[str, Any]) -> list[str]:
+    """Ours against Rasa's default: trained in this run, each alone, same data and files."""
+    compared = results.get("nlu_compare") or {}
+    if not compared:
+        return ["(not run: `--no-nlu`)"]
+    ours, default = compared["ours"], compared["default"]
+    lines = [
+        "Our pipeline (`config.yml`: Jieba, sparse features, DIET at 30 epochs) and Rasa's "
+        "default (what `rasa init` trains with: WhitespaceTokenizer, so `language: en`, DIET "
+        "and ResponseSelector at 100 epochs), both with seed 42, trained from scratch on "
+        "`data/nlu` in this run, one after the other with nothing else running, and "
+        "evaluated on the same held-out files by `tools/nlu_eval.py`.",
+        "",
+        "| language | accuracy, ours | accuracy, default | intent macro-F1, ours "
+        "| intent macro-F1, default |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for lang in _languages(ours["eval"]):
+        mine, theirs = ours["eval"][lang], default["eval"].get(lang, {})
+        lines.append(
+            f"| {lang} | {mine['intent_accuracy']:.3f} | "
+            f"{theirs.get('intent_accuracy', 0):.3f} | {mine['intent_macro_f1']:.3f} | "
+            f"{theirs.get('intent_macro_f1', 0):.3f} |")
+    lines += ["", "Entity F1 on the held-out files (per extractor that found entities):", ""]
+    for name, label in (("ours", "ours"), ("default", "Rasa's default")):
+        for lang in _languages(compared[name]["eval"]):
+            for extractor, scores in (compared[name]["eval"][lang].get("entity_f1")
+                                      or {}).items():
+                shown = ", ".join(f"{entity} {_f1(f1)}" for entity, f1 in scores.items())
+                lines.append(f"- {label}, {lang}, {extractor}: {shown}")
+    lines += ["", "## Training time", "",
+              "| pipeline | wall s | CPU s |", "| --- | ---: | ---: |",
+              f"| ours (NLU) | {ours['training']['wall_s']:.0f} | "
+              f"{ours['training']['cpu_s']:.0f} |",
+              f"| Rasa's default (NLU) | {default['training']['wall_s']:.0f} | "
+              f"{default['training']['cpu_s']:.0f} |"]
+    if results.get("baseline_training_s"):
+        lines.append(f"| the baseline `rasa init` bot (NLU and TED), while the stack was "
+                     f"starting (shared cores) | {results['baseline_training_s']:.0f} | - |")
+    lines += ["", "`make train` adds the dialogue policies (rules and memorised stories, a few "
+              "seconds) to our NLU training."]
+    return lines
+
+
 def _capacity(results: dict[str, Any]) -> list[str]:
     cores = int(results["machine"].get("cpus") or 1)
     lines = []
@@ -351,41 +389,7 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
     lines += _profile_section(results.get("profile", []))
     lines += _sampling_section(results.get("py_spy"))
     lines += ["", "## NLU: held-out examples (tests/nlu, never trained on)", ""]
-    nlu = results.get("nlu") or {}
-    default = DEFAULT_PIPELINE
-    lines += ["| language | accuracy (this run) | intent macro-F1 (this run) | "
-              f"ours / Rasa default, macro-F1 (separate run, {default['date']}; ours then "
-              f"{default['ours_then']}) |",
-              "| --- | ---: | ---: | --- |"]
-    for lang in ("en", "zh"):
-        res = nlu.get(lang) or {}
-        ours, theirs = default["macro_f1"][lang]
-        acc = f"{res['intent_accuracy']:.3f}" if res else "not run"
-        f1 = f"{res['intent_macro_f1']:.3f}" if res else "not run"
-        lines.append(f"| {lang} | {acc} | {f1} | {ours:.3f} / {theirs:.3f} |")
-    zh_default = default["zh_entity_f1_default"]
-    lines += [
-        "",
-        f"Measured on {default['date']} by a separate run (not repeated by `make bench`, which "
-        "would train a second model for about seven minutes): Rasa's default pipeline "
-        "trained on the same data took "
-        f"{default['training_cpu_s'][1]} s of CPU against ours {default['training_cpu_s'][0]} s, "
-        "and on Chinese its entity F1 collapses: "
-        + ", ".join(f"{name} {f1:.2f}" for name, f1 in zh_default.items()) + ".",
-    ]
-    zh = nlu.get("zh", {}).get("entity_f1") or {}
-    if zh:
-        for extractor, scores in zh.items():
-            shown = ", ".join(f"{name} {'-' if f1 is None else f'{f1:.2f}'}"
-                              for name, f1 in scores.items())
-            lines.append(f"Ours on Chinese this run, entity F1 [{extractor}]: {shown}.")
-    lines += ["", "## Training time", "",
-              f"Our model: {default['our_training_s']} s wall (`make train` in a clean clone, "
-              f"measured {default['date']}; not retrained by `make bench`)."]
-    if results.get("baseline_training_s"):
-        lines.append(f"The baseline `rasa init` bot, trained in this run: "
-                     f"{results['baseline_training_s']:.0f} s (while the stack was starting, "
-                     f"so shared cores).")
+    lines += _nlu_section(results)
     lines += ["", "## Resident memory (RSS, MiB; children included)", ""]
     idle = results.get("memory_idle_mib") or {}
     after = results.get("memory_after_32_mib") or {}

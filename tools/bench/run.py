@@ -37,7 +37,7 @@ from tests.conftest import RedisServer
 from tests.support.nginx import MISSING, NGINX, Nginx
 from tests.support.processes import Process, free_port, wait_for
 from tests.support.stack import Stack
-from tools.bench import baseline, machine, report
+from tools.bench import baseline, machine, nlu_compare, report
 from tools.bench.clients import RestGuardian, SocketGuardian
 from tools.bench.conversations import Script, greeting_only, loss_report, moodbot
 from tools.bench.load import Level, run_level
@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="concurrent guardians per level (default 1 8 32 64)")
     parser.add_argument("--channels", nargs="+", default=list(CHANNELS), choices=CHANNELS)
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare Rasa bot")
-    parser.add_argument("--no-nlu", action="store_true", help="skip the NLU evaluation")
+    parser.add_argument("--no-nlu", action="store_true",
+                        help="skip training and evaluating our NLU and Rasa's default")
     parser.add_argument("--no-cluster", action="store_true",
                         help="skip nginx in front of two Rasas")
     parser.add_argument("--webchat-transport", choices=("websocket", "polling"),
@@ -237,14 +238,6 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
         training = baseline.start_training(baseline.DIRECTORY, work / "baseline-train.log")
         say("baseline: " + ("training the rasa init bot (fixed seed)" if training
                             else "reusing the trained rasa init bot"))
-    nlu = None
-    if not args.no_nlu:
-        nlu = subprocess.Popen(
-            [sys.executable, str(ROOT / "tools" / "nlu_eval.py"), "--model",
-             str(ROOT / "models" / "bot.tar.gz"), "--heldout-dir", str(ROOT / "tests" / "nlu"),
-             "--out", str(work / "nlu"), "--min-f1", "0"],
-            cwd=ROOT, stdout=open(work / "nlu.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        say("nlu: evaluating the held-out examples")
     try:
         started = time.monotonic()
         profiled.start()
@@ -260,10 +253,6 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
         results["startup_s"] = round(time.monotonic() - started, 1)
         say(f"stack up in {results['startup_s']} s")
         # Side jobs first, so the measured runs have the cores to themselves.
-        if nlu is not None:
-            nlu.wait()
-            results["nlu"] = json.loads((work / "nlu" / "nlu_eval.json").read_text())
-            say("nlu: done")
         if training is not None or not args.no_baseline:
             results["baseline_training_s"] = baseline.finish_training(
                 baseline.DIRECTORY, training, training_started)
@@ -326,9 +315,8 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
         results["levels"] = [level.as_dict() for level in levels]
         results["memory_after_32_mib"] = memory_after
     finally:
-        for process in (nlu, training):
-            if process is not None and process.poll() is None:
-                process.terminate()
+        if training is not None and training.poll() is None:
+            training.terminate()
         profiled.stop()
         if second is not None:
             second.stop()
@@ -419,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(bench_stack(args, work, results))
         if not args.no_baseline:
             asyncio.run(bench_baseline(args, work, results))
+        if not args.no_nlu:
+            # Last, each training alone on the machine: its time is not shared with anything.
+            results["nlu_compare"] = nlu_compare.compare(work, say)
+            results["nlu"] = results["nlu_compare"]["ours"]["eval"]
     results["total_s"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2),
                                       encoding="utf-8")
