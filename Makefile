@@ -94,9 +94,10 @@ nlu-eval: $(STAMP) $(MODEL)
 test: lint validate pytest rasa-test nlu-eval
 	@echo "make test: every stage passed"
 
-# Load (1/8/32/64 guardians over REST and web chat), bare-Rasa baseline, NLU, memory and a
+# Load (1/8/32/64 guardians over REST and web chat; one Rasa, and nginx in front of two),
+# bare-Rasa baseline, our NLU against Rasa's default, memory and a
 # sampling profile; rewrites BENCHMARKS.md and docs/bench/. Run it on an otherwise idle machine.
-bench: $(STAMP) $(WEB) $(MODEL)
+bench: $(STAMP) $(WEB) $(MODEL) /usr/sbin/nginx
 	$(PY) -m tools.bench.run
 
 clean:
