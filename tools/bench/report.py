@@ -288,6 +288,12 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
         f"- {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB memory, {m['os']}",
         f"- Python {m['python']}, Rasa {m['rasa']}, rasa-sdk {m['rasa-sdk']}, "
         f"python-socketio {m['python-socketio']}, aiohttp {m['aiohttp']} (load generator)",
+        *([f"- Speed of one core: a fixed pure-Python workload took "
+           f"{' ms at the start and '.join(str(ms) for ms in results['core_speed_ms'])} ms "
+           "at the end of the run (`tools/bench/machine.py`; this virtual machine's host "
+           "lends it more or less speed from hour to hour, so compare runs by it, and "
+           "compare our stack with the baseline of the same run)"]
+          if results.get("core_speed_ms") else []),
         *([f"- Environment overrides for the stack: `{' '.join(results['env'])}`"]
           if results.get("env") else []),
         "- Everything on this one machine over 127.0.0.1: Redis (AOF, appendfsync always), "

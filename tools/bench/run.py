@@ -397,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine.describe(),
+        "core_speed_ms": [machine.core_speed_ms()],
         "levels_requested": args.levels,
         "webchat_transport": args.webchat_transport,
         "channels": args.channels,
@@ -411,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             # Last, each training alone on the machine: its time is not shared with anything.
             results["nlu_compare"] = nlu_compare.compare(work, say)
             results["nlu"] = results["nlu_compare"]["ours"]["eval"]
+    results["core_speed_ms"].append(machine.core_speed_ms())
     results["total_s"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2),
                                       encoding="utf-8")
