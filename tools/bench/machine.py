@@ -39,9 +39,9 @@ def describe() -> dict[str, str]:
 def core_speed_ms() -> float:
     """Milliseconds one core takes for a fixed pure-Python workload, best of five.
 
-    This machine is a virtual one whose host lends it more or less speed from hour to hour
-    (the same code measured 1.7 times faster in one run than in another, the bare Rasa
-    baseline with it); the figure lets two runs' numbers be read against each other.
+    Recorded with each run. It tells a slower core apart, not every slowdown of this
+    virtual machine: the load and the bare Rasa baseline have run twice as fast at one
+    hour as at another with the same figure.
     """
     best = float("inf")
     for _ in range(5):

@@ -290,9 +290,11 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
         f"python-socketio {m['python-socketio']}, aiohttp {m['aiohttp']} (load generator)",
         *([f"- Speed of one core: a fixed pure-Python workload took "
            f"{' ms at the start and '.join(str(ms) for ms in results['core_speed_ms'])} ms "
-           "at the end of the run (`tools/bench/machine.py`; this virtual machine's host "
-           "lends it more or less speed from hour to hour, so compare runs by it, and "
-           "compare our stack with the baseline of the same run)"]
+           "at the end of the run (`tools/bench/machine.py`). This virtual machine's speed "
+           "for the load below varies from hour to hour in a way that figure does not "
+           "catch: on 2026-12-02 the same code and the bare Rasa baseline ran twice as fast "
+           "at one hour as at another with the same figure. Compare our stack with the "
+           "baseline of the same run."]
           if results.get("core_speed_ms") else []),
         *([f"- Environment overrides for the stack: `{' '.join(results['env'])}`"]
           if results.get("env") else []),

@@ -331,6 +331,9 @@ async def cluster_levels(args: argparse.Namespace, work: Path, stack: Stack, sec
     """deploy/ on this machine: nginx (TLS; REST round robin, web chat sticky by client
     address) in front of both Rasas, which share the action server, Redis and card service."""
     assert second.popen is not None
+    # The second Rasa has answered nothing yet: its first turns pay for tracing the model.
+    await calibrate(f"http://127.0.0.1:{second.env['RASA_PORT']}", loss_report, [7, 8])
+    ledger.snapshot()  # the warm-up's two reports are not the levels'
     nginx = Nginx(work / "nginx", [stack.settings.rasa_port, int(second.env["RASA_PORT"])],
                   [stack.settings.actions_port] * 2).start()
     try:
