@@ -13,6 +13,11 @@ one Lua script, so Redis runs them one after another. Expiry is Redis's clock, t
 for every process. A ticket lives `lock_lifetime` seconds past its holder's or waiter's
 last sign of life (they refresh it while they wait and while they work), so a Rasa killed
 mid-turn holds its conversations for no longer than that.
+
+Rasa takes the lock on its event loop, so that path uses redis-py's asyncio client: a slow
+Redis stalls no other conversation, and no thread hop waits for the loop's attention
+under load. An uncontended turn costs two Redis calls: issue (which answers how many are
+ahead) and release.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 import redis
+import redis.asyncio
 from rasa.core.lock import Ticket, TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
 from rasa.utils.endpoints import EndpointConfig
@@ -56,7 +62,8 @@ local function keep_for(key, ms)
 end
 """
 
-# KEYS: tickets, counter. ARGV: lifetime ms, counter ms. Returns the new ticket's number.
+# KEYS: tickets, counter. ARGV: lifetime ms, counter ms. Returns the new ticket's number
+# and how many tickets are ahead of it.
 _ISSUE = _PRELUDE + """
 local now = now_ms()
 prune(KEYS[1], now)
@@ -64,7 +71,7 @@ local number = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], number, number .. ':' .. (now + tonumber(ARGV[1])))
 keep_for(KEYS[1], tonumber(ARGV[1]))
-return number
+return {number, redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. number)}
 """
 
 # KEYS: tickets. ARGV: number, lifetime ms. Refreshes the ticket; returns how many tickets
@@ -129,10 +136,13 @@ class AtomicRedisLockStore(LockStore):
             use_ssl = str(settings.get("use_ssl", use_ssl)).lower() in ("true", "1", "yes")
             key_prefix = settings.get("key_prefix", key_prefix)
             socket_timeout = float(settings.get("socket_timeout", socket_timeout))
-        self.red = redis.Redis(
+        self._connection = dict(
             host=host, port=int(port), db=int(db), password=password or None, ssl=use_ssl,
             socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
         )
+        self.red = redis.Redis(**self._connection)  # type: ignore[arg-type]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scripts: dict[str, redis.commands.core.AsyncScript] = {}
         prefix = str(key_prefix) if key_prefix and str(key_prefix).isalnum() else ""
         if key_prefix and not prefix:
             log.warning("lock store: key prefix %r is not alphanumeric; not used", key_prefix)
@@ -149,12 +159,24 @@ class AtomicRedisLockStore(LockStore):
     def _keys(self, conversation_id: str) -> list[str]:
         return [self._tickets_prefix + conversation_id, self._counter_prefix + conversation_id]
 
+    def _async(self, script: str) -> redis.commands.core.AsyncScript:
+        # An asyncio connection belongs to the loop that opened it; a tool that runs the
+        # store under several loops in turn gets a client for each.
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            client = redis.asyncio.Redis(**self._connection)  # type: ignore[arg-type]
+            self._scripts = {name: client.register_script(source) for name, source in
+                             (("issue", _ISSUE), ("check", _CHECK), ("release", _RELEASE))}
+            self._loop = loop
+        return self._scripts[script]
+
     # The ticket operations, each atomic ------------------------------------------------
 
     def issue_ticket(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME) -> int:
         try:
-            return int(self._issue(keys=self._keys(conversation_id),
-                                   args=[_ms(lock_lifetime), COUNTER_SECONDS * 1000]))
+            number, _ = self._issue(keys=self._keys(conversation_id),
+                                    args=[_ms(lock_lifetime), COUNTER_SECONDS * 1000])
+            return int(number)
         except redis.RedisError as error:
             raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
 
@@ -207,15 +229,18 @@ class AtomicRedisLockStore(LockStore):
         lock_lifetime: float = LOCK_LIFETIME,
         wait_time_in_seconds: float = WAIT_SECONDS,
     ) -> AsyncIterator[TicketLock]:
-        """Waits for this conversation's earlier turns, then holds it while the body runs.
-
-        Redis is called off the event loop, so a slow Redis never stalls other
-        conversations.
-        """
-        ticket = await asyncio.to_thread(self.issue_ticket, conversation_id, lock_lifetime)
+        """Waits for this conversation's earlier turns, then holds it while the body runs."""
         try:
-            await self._wait_for_turn(conversation_id, ticket, lock_lifetime,
-                                      wait_time_in_seconds)
+            number, ahead = await self._async("issue")(
+                keys=self._keys(conversation_id),
+                args=[_ms(lock_lifetime), COUNTER_SECONDS * 1000])
+        except redis.RedisError as error:
+            raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
+        ticket = int(number)
+        try:
+            if int(ahead):
+                await self._wait_for_turn(conversation_id, ticket, lock_lifetime,
+                                          wait_time_in_seconds)
             heartbeat = asyncio.create_task(
                 self._keep_alive(conversation_id, ticket, lock_lifetime))
             try:
@@ -226,12 +251,20 @@ class AtomicRedisLockStore(LockStore):
         finally:
             await self._release_soon(conversation_id, ticket, lock_lifetime)
 
+    async def _tickets_ahead_async(self, conversation_id: str, ticket: int, lifetime: float) -> int:
+        return int(await self._async("check")(keys=self._keys(conversation_id)[:1],
+                                              args=[ticket, _ms(lifetime)]))
+
+    async def _release_async(self, conversation_id: str, ticket: int) -> None:
+        # The release deletes the set when it empties, in the same step.
+        await self._async("release")(keys=self._keys(conversation_id)[:1], args=[ticket])
+
     async def _wait_for_turn(self, conversation_id: str, ticket: int, lifetime: float,
                              wait_seconds: float) -> None:
         while True:
+            await asyncio.sleep(wait_seconds)
             try:
-                ahead = await asyncio.to_thread(self.tickets_ahead, conversation_id, ticket,
-                                                lifetime)
+                ahead = await self._tickets_ahead_async(conversation_id, ticket, lifetime)
             except redis.RedisError as error:
                 raise LockError(f"Could not acquire lock for a conversation: {error}") \
                     from error
@@ -239,13 +272,12 @@ class AtomicRedisLockStore(LockStore):
                 return
             if ahead < 0:
                 raise LockError("Could not acquire lock for a conversation: ticket expired")
-            await asyncio.sleep(wait_seconds)
 
     async def _release_soon(self, conversation_id: str, ticket: int, lifetime: float) -> None:
         """Releases the ticket; while Redis is away, keeps trying in the background so the
         conversation's next turn need not wait for the ticket to expire."""
         try:
-            await asyncio.to_thread(self.cleanup, conversation_id, ticket)
+            await self._release_async(conversation_id, ticket)
             return
         except redis.RedisError as error:
             log.warning("lock store: ticket not released yet (%s)", type(error).__name__)
@@ -255,7 +287,7 @@ class AtomicRedisLockStore(LockStore):
             while time.monotonic() < deadline:
                 await asyncio.sleep(RELEASE_RETRY_SECONDS)
                 with contextlib.suppress(redis.RedisError):
-                    await asyncio.to_thread(self.cleanup, conversation_id, ticket)
+                    await self._release_async(conversation_id, ticket)
                     return
 
         task = asyncio.create_task(retry())
@@ -267,7 +299,7 @@ class AtomicRedisLockStore(LockStore):
         while True:
             await asyncio.sleep(lifetime / 3)
             try:
-                await asyncio.to_thread(self.tickets_ahead, conversation_id, ticket, lifetime)
+                await self._tickets_ahead_async(conversation_id, ticket, lifetime)
             except redis.RedisError as error:
                 log.warning("lock store: ticket not refreshed (%s)", type(error).__name__)
 
