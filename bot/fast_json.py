@@ -2,12 +2,12 @@
 
 Rasa encodes the whole conversation with the standard library's `json.dumps` twice per
 turn; that was 12% of the Rasa process's busy time in `make bench`. ujson (already there
-for Sanic) writes the same JSON about 2.4 times faster.
+for Sanic) writes the same JSON about 2.4 times faster. Used by bot/rasa_http.py and
+bot/tracker_store.py.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import ujson
@@ -20,24 +20,3 @@ def dumps(value: Any) -> str:
     {"text":"card / \u5361","confidence":0.5,"entities":[]}
     """
     return ujson.dumps(value, ensure_ascii=True, escape_forward_slashes=False)
-
-
-def install() -> None:
-    """Rasa's HTTP clients (action server, NLG, model server) encode bodies with `dumps`."""
-    import aiohttp
-    from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
-
-    if getattr(EndpointConfig.session, "__wrapped__", None) is not None:
-        return
-    original = EndpointConfig.session
-
-    @functools.wraps(original)
-    def session(self: EndpointConfig) -> aiohttp.ClientSession:
-        # Rasa's session, with the one argument it leaves at the default.
-        auth = (aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"])
-                if self.basic_auth else None)
-        return aiohttp.ClientSession(
-            headers=self.headers, auth=auth,
-            timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT), json_serialize=dumps)
-
-    EndpointConfig.session = session  # type: ignore[method-assign]

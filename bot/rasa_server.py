@@ -16,7 +16,8 @@
 - A tracker's applied events (the history with undone turns taken out) are worked out once
   per state of the tracker, not again by every policy for every prediction: a pass over
   the whole conversation each time, 6% of Rasa's busy time.
-- Request bodies to the action server are encoded with ujson (bot/fast_json.py).
+- Requests to the action server share kept-alive connections and are encoded with ujson
+  (bot/rasa_http.py).
 - The model's graph runs in an order worked out once, not by dask on every parse and
   prediction (11% of Rasa's busy time).
 - TensorFlow serves with one thread per pool.
@@ -244,9 +245,9 @@ def main() -> None:
     cache_applied_events()
     run_graph_in_order()
     freeze_after_loading()
-    from bot import fast_json, language_slot, message_limit, strict_tracker_store
+    from bot import language_slot, message_limit, rasa_http, strict_tracker_store
 
-    fast_json.install()
+    rasa_http.install()
     language_slot.install()
     message_limit.install()
     strict_tracker_store.install()

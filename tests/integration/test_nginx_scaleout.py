@@ -1,7 +1,8 @@
 """Scale-out on standard infrastructure: Debian's nginx running deploy/nginx.conf in front of
 two Rasa servers, each with its own action server, on one Redis and one card service.
 
-REST goes round robin, so the turns of one conversation hop between the Rasas; socket.io is
+REST goes to the Rasa with fewer requests in progress (round robin among equals), so the
+turns of one conversation hop between the Rasas; socket.io is
 sticky by client address (ip_hash), so a page's socket lives on one Rasa while a card-ready
 push may arrive at either.
 """

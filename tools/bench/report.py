@@ -302,11 +302,11 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
         "card service, one action server, the Rasa servers (one Sanic worker each), and the "
         "load generator (one asyncio process) sharing the same cores. Two topologies: "
         "`stack`, as `make run` starts it (one Rasa, clients straight to it); `cluster`, as "
-        "deploy/ serves it on this machine (Debian's nginx with deploy/nginx.conf, TLS, REST "
-        "round robin and the web chat sticky by client address, in front of two Rasas; each "
-        "web-chat guardian has a loopback address of its own, as separate phones would). "
-        "A Rasa process uses one core at most: the second Rasa is how this machine's second "
-        "core serves guardians.",
+        "deploy/ serves it on this machine (Debian's nginx with deploy/nginx.conf, TLS, each "
+        "REST turn to the Rasa with fewer in progress and the web chat sticky by client "
+        "address, in front of two Rasas; each web-chat guardian has a loopback address of its "
+        "own, as separate phones would). A Rasa process uses one core at most: the second "
+        "Rasa is how this machine's second core serves guardians.",
         "",
         "## How the load is made",
         "",

@@ -328,8 +328,9 @@ async def cluster_levels(args: argparse.Namespace, work: Path, stack: Stack, sec
                          processes: dict[str, psutil.Process], expected: dict[str, list[int]],
                          ledger: ReportLedger, index: int,
                          results: dict[str, Any]) -> list[Level]:
-    """deploy/ on this machine: nginx (TLS; REST round robin, web chat sticky by client
-    address) in front of both Rasas, which share the action server, Redis and card service."""
+    """deploy/ on this machine: nginx (TLS; REST to the less busy Rasa, web chat sticky by
+    client address) in front of both Rasas, which share the action server, Redis and card
+    service."""
     assert second.popen is not None
     # The second Rasa has answered nothing yet: its first turns pay for tracing the model.
     await calibrate(f"http://127.0.0.1:{second.env['RASA_PORT']}", loss_report, [7, 8])
