@@ -67,6 +67,8 @@ class Level:
     # Share of all cores used by anything else than the stack and the load generator.
     other_load_pct: float = 0.0
     load_generator_cpu_ms_per_turn: float = 0.0
+    # p95 over the guardians of each turn of the conversation, first turn first.
+    p95_ms_by_turn: list[float] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     reports_check: str = ""
@@ -106,6 +108,10 @@ async def run_level(channel: str, target: str, concurrency: int,
     level.p95_ms = percentile(latencies, 95) * 1000
     level.p99_ms = percentile(latencies, 99) * 1000
     level.mean_ms = statistics.fmean(latencies) * 1000 if latencies else 0.0
+    longest = max((len(outcome.latencies) for outcome in outcomes), default=0)
+    level.p95_ms_by_turn = [
+        percentile([o.latencies[turn] for o in outcomes if len(o.latencies) > turn], 95) * 1000
+        for turn in range(longest)]
     level.turns_per_s = level.turns / level.seconds if level.seconds else 0.0
     if level.turns:
         level.cpu_ms_per_turn_by_process = {name: used * 1000 / level.turns

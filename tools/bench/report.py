@@ -351,6 +351,13 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
             lines.append(f"| {channel} | {lv['p95_ms']:.0f} | {_yes(v['p95'])} | "
                          f"{lv['turns_per_s']:.1f} | {_yes(v['throughput'])} | {lv['errors']} | "
                          f"{_yes(v['errors'])} |")
+    by_turn = [(channel, lv["p95_ms_by_turn"]) for channel in results.get("channels", [])
+               if (lv := target_level(results, channel)) and lv.get("p95_ms_by_turn")]
+    if by_turn:
+        lines += ["", "p95 of each turn of the conversation, in ms (greeting first, status "
+                  "check last; the 11th files the report):", ""]
+        lines += [f"- {channel}: {', '.join(f'{ms:.0f}' for ms in turns)}"
+                  for channel, turns in by_turn]
     lines += ["", f"All targets met: **{'yes' if verdict.get('met') else 'no'}**.", ""]
     lines += _capacity(results)
     lines += ["", "## Load: the whole stack", ""]
