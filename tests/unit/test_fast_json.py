@@ -6,6 +6,8 @@ import doctest
 import json
 from typing import Any
 
+import pytest
+
 from bot import fast_json
 
 TRACKER: dict[str, Any] = {
@@ -24,3 +26,13 @@ def test_doctests() -> None:
 
 def test_same_value_as_the_standard_library() -> None:
     assert json.loads(fast_json.dumps(TRACKER)) == json.loads(json.dumps(TRACKER)) == TRACKER
+
+
+def test_reads_what_the_standard_library_reads() -> None:
+    text = json.dumps(TRACKER)
+    assert fast_json.loads(text) == json.loads(text) == TRACKER
+    # What ujson refuses still reads as the standard library reads it.
+    for odd in ('{"text": "\\ud83d"}', '{"n": 123456789012345678901234567890}'):
+        assert fast_json.loads(odd) == json.loads(odd)
+    with pytest.raises(ValueError):
+        fast_json.loads('{"broken": ')
