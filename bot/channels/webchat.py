@@ -111,8 +111,38 @@ def served_file(path: Path, mtime_ns: int) -> tuple[bytes, bytes, str]:
     return body, gzip.compress(body), f'"{hashlib.sha256(body).hexdigest()[:32]}"'
 
 
+class LocalFirstRedisManager(socketio.AsyncRedisManager):
+    """python-socketio's Redis manager, delivering to this process's own sockets at once.
+
+    The stock manager sends every emit through Redis, to itself too: each reply of a turn
+    waited for a Redis round trip and was pickled, read back and unpickled by the process
+    that sent it. Here the sockets this process holds get it straight away, and Redis
+    carries it to the other processes only (the sender skips its own copy when it comes
+    back). What reaches which socket is unchanged; acknowledged emits keep the stock way.
+    """
+
+    async def emit(self, event: str, data: Any, namespace: str | None = None,
+                   room: str | None = None, skip_sid: Any = None, callback: Any = None,
+                   **kwargs: Any) -> None:
+        if kwargs.get("ignore_queue") or callback is not None:
+            await super().emit(event, data, namespace=namespace, room=room,
+                               skip_sid=skip_sid, callback=callback, **kwargs)
+            return
+        namespace = namespace or "/"
+        await socketio.AsyncManager.emit(self, event, data, namespace, room=room,
+                                         skip_sid=skip_sid)
+        await self._publish({"method": "emit", "event": event, "data": data,
+                             "namespace": namespace, "room": room, "skip_sid": skip_sid,
+                             "callback": None, "host_id": self.host_id})
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        if message.get("host_id") == self.host_id and message.get("callback") is None:
+            return  # delivered to this process's sockets when it was emitted
+        await super()._handle_emit(message)
+
+
 def redis_client_manager(redis_url: str) -> socketio.AsyncRedisManager:
-    return socketio.AsyncRedisManager(redis_url, channel=REDIS_CHANNEL)
+    return LocalFirstRedisManager(redis_url, channel=REDIS_CHANNEL)
 
 
 class WebChatInput(SocketIOInput):

@@ -71,14 +71,17 @@ async def _next(queue: asyncio.Queue[Any], what: str) -> Any:
         raise AssertionError(f"no {what} within {TIMEOUT:.0f} s") from None
 
 
-async def _page_on_first_rasa_gets_push_from_second(rasas: TwoRasas) -> list[dict]:
+async def _greeted_page(rasas: TwoRasas,
+                        uttered: asyncio.Queue[dict]) -> tuple[socketio.AsyncClient, str]:
+    """What rasa-webchat does, on the first Rasa: connect, ask for its session, greet in it.
+
+    The greeting makes this socket the conversation's latest channel, where pushes go.
+    """
     session = uuid.uuid4().hex
     confirmed: asyncio.Queue[Any] = asyncio.Queue()
-    uttered: asyncio.Queue[dict] = asyncio.Queue()
     client = socketio.AsyncClient(reconnection=False)
     client.on("session_confirm", confirmed.put_nowait)
     client.on("bot_uttered", uttered.put_nowait)
-    # What rasa-webchat does: connect, ask for its session, then talk in it.
     # Long polling: python-engineio's websocket client needs a newer aiohttp than Rasa's.
     await client.connect(rasas.first_url, socketio_path="/socket.io", transports=["polling"])
     try:
@@ -89,22 +92,38 @@ async def _page_on_first_rasa_gets_push_from_second(rasas: TwoRasas) -> list[dic
                                            "customData": {"language": "en"}})
         greeting = await _next(uttered, "greeting")
         assert "assistant" in greeting["text"]
-        while not uttered.empty():
-            uttered.get_nowait()
+        await asyncio.sleep(0.3)
+        _drain(uttered)
+    except BaseException:
+        await client.disconnect()
+        raise
+    return client, session
 
-        response = await asyncio.to_thread(
-            requests.post,
-            f"{rasas.second_url}/conversations/{session}/trigger_intent",
-            params={"token": rasas.stack.settings.rasa_token, "output_channel": "latest"},
-            json={"name": "EXTERNAL_card_ready", "entities": {"reference_number": REFERENCE}},
-            timeout=TIMEOUT,
-        )
-        assert response.ok, response.text
+
+def _drain(queue: asyncio.Queue[dict]) -> list[dict]:
+    got = []
+    while not queue.empty():
+        got.append(queue.get_nowait())
+    return got
+
+
+async def _push(url: str, session: str, token: str, reference: str) -> None:
+    response = await asyncio.to_thread(
+        requests.post, f"{url}/conversations/{session}/trigger_intent",
+        params={"token": token, "output_channel": "latest"},
+        json={"name": "EXTERNAL_card_ready", "entities": {"reference_number": reference}},
+        timeout=TIMEOUT)
+    assert response.ok, response.text
+
+
+async def _page_on_first_rasa_gets_push_from_second(rasas: TwoRasas) -> list[dict]:
+    uttered: asyncio.Queue[dict] = asyncio.Queue()
+    client, session = await _greeted_page(rasas, uttered)
+    try:
+        await _push(rasas.second_url, session, rasas.stack.settings.rasa_token, REFERENCE)
         pushed = [await _next(uttered, "pushed message on the first Rasa")]
         await asyncio.sleep(0.3)
-        while not uttered.empty():
-            pushed.append(uttered.get_nowait())
-        return pushed
+        return pushed + _drain(uttered)
     finally:
         await client.disconnect()
 
@@ -125,3 +144,34 @@ def test_both_rasas_serve_the_same_conversation_from_redis(rasas: TwoRasas) -> N
     tracker = requests.get(f"{rasas.second_url}/conversations/{sender}/tracker",
                            params={"token": rasas.stack.settings.rasa_token}, timeout=TIMEOUT)
     assert tracker.json()["slots"]["language"] == "zh"
+
+
+async def _pushes_from_both_rasas(rasas: TwoRasas) -> list[str]:
+    """A page on the first Rasa; a push sent through each Rasa in turn: what the page got."""
+    uttered: asyncio.Queue[dict] = asyncio.Queue()
+    client, session = await _greeted_page(rasas, uttered)
+    texts: list[str] = []
+    try:
+        for url, reference in ((rasas.first_url, "SC-AAAA-1111"),
+                               (rasas.second_url, "SC-BBBB-2222")):
+            await _push(url, session, rasas.stack.settings.rasa_token, reference)
+            while not any(reference in text for text in texts):
+                texts.append(str((await _next(uttered, reference)).get("text", "")))
+            await asyncio.sleep(0.5)  # the rest of this push's messages
+            texts += [str(message.get("text", "")) for message in _drain(uttered)]
+        await asyncio.sleep(1.0)  # room for a copy that should not come
+        return texts + [str(message.get("text", "")) for message in _drain(uttered)]
+    finally:
+        await client.disconnect()
+
+
+def test_each_push_reaches_the_page_once_from_either_rasa(rasas: TwoRasas) -> None:
+    """The page's own Rasa delivers straight away, the other through Redis: once each."""
+    with ThreadPoolExecutor(1) as thread:
+        texts = thread.submit(asyncio.run, _pushes_from_both_rasas(rasas)).result()
+    half = len(texts) // 2
+    assert half and len(texts) == 2 * half, texts
+    # The same messages for each push, in the same order, none twice.
+    assert any("SC-AAAA-1111" in text for text in texts[:half]), texts
+    assert [text.replace("SC-AAAA-1111", "ref") for text in texts[:half]] == \
+        [text.replace("SC-BBBB-2222", "ref") for text in texts[half:]], texts
