@@ -1,4 +1,5 @@
-"""Two Rasa processes behind one Redis: a push sent to one reaches a page on the other.
+"""Two Rasa processes behind one Redis: a push sent to one reaches a page on the other, and
+a page's turns run on the other.
 
 Rasa's own socket.io channel would lose it (the room lives in the process holding the
 socket); the web chat channel shares rooms through Redis. Trackers, locks and socket.io
@@ -41,10 +42,13 @@ def rasas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoRasas]:
     log_dir = tmp_path_factory.mktemp("scaleout")
     (log_dir / "redis").mkdir()
     redis = RedisServer(log_dir / "redis", log_dir).start()
-    stack = Stack(redis.url, log_dir, {"DATA_ENCRYPTION_KEY": "scaleout-test-data-key-012345678"})
+    # Rasa #1 holds the pages' sockets but runs none of their turns: each is shared through
+    # Redis and run by Rasa #2, whose replies reach the page through Redis too.
+    stack = Stack(redis.url, log_dir, {"DATA_ENCRYPTION_KEY": "scaleout-test-data-key-012345678",
+                                       "WEBCHAT_TURNS_AT_ONCE": "0"})
     # Rasa #2: the Procfile's own command and environment, on another port.
     port = free_port()
-    second_env = {**stack.env, "RASA_PORT": str(port)}
+    second_env = {**stack.env, "RASA_PORT": str(port), "WEBCHAT_TURNS_AT_ONCE": "2"}
     second = Process("rasa-2", stack.processes["rasa"].command, second_env, log_dir)
     second_settings = Settings.from_env(second_env)
     try:
