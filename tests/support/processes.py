@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -12,11 +13,28 @@ from pathlib import Path
 
 from bot.config import ROOT
 
+# Below the kernel's ephemeral range (32768-60999 on Debian): a port from that range can be
+# taken by any outgoing connection before the server it was picked for binds it, and a Rasa
+# binds only once its model is loaded, a minute later (it happened in `make bench`).
+PORTS = range(20000, 32000)
+_ports = random.Random(os.urandom(8))  # not the seeded global: runs side by side differ
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, not handed out before by this process."""
+    for _ in range(1000):
+        port = _ports.choice(PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
