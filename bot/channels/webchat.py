@@ -289,20 +289,18 @@ class WebChatInput(SocketIOInput):
                 turn["text"], SocketIOOutput(sio, self.bot_message_evt), turn["sender_id"],
                 input_channel=self.name(), metadata=turn["metadata"]))
 
-        self.shared_turns: SharedTurns | None = SharedTurns(redis_url, limit, run_turn)
-        self._add_socket_handlers(sio, on_new_message)
+        self.shared_turns = SharedTurns(redis_url, limit, run_turn)
+        self._add_socket_handlers(sio)
         blueprint.add_route(self._health, "/", methods=["GET"], name="health")
         blueprint.add_route(self._page, "/chat", methods=["GET"], name="chat_page")
         blueprint.add_route(self._page, "/chat/<asset:str>", methods=["GET"], name="chat_asset")
 
         async def listen_before_clients(app: Sanic, _loop: Any) -> None:
             await self._start_listening(sio)
-            if self.shared_turns is not None:
-                self.shared_turns.start()
+            self.shared_turns.start()
 
         async def stop_taking_turns(app: Sanic, _loop: Any) -> None:
-            if self.shared_turns is not None:
-                await self.shared_turns.stop()
+            await self.shared_turns.stop()
 
         blueprint.listener("after_server_start")(listen_before_clients)
         blueprint.listener("before_server_stop")(stop_taking_turns)
@@ -326,9 +324,7 @@ class WebChatInput(SocketIOInput):
                 return
             await asyncio.sleep(0.02)
 
-    def _add_socket_handlers(
-        self, sio: socketio.AsyncServer, on_new_message: Callable[[UserMessage], Awaitable[Any]]
-    ) -> None:
+    def _add_socket_handlers(self, sio: socketio.AsyncServer) -> None:
         namespace = self.namespace
 
         @sio.on("connect", namespace=namespace)
@@ -363,15 +359,9 @@ class WebChatInput(SocketIOInput):
                     return
             else:
                 sender_id = sid
-            text = str(data.get("message") or "")
-            metadata = message_metadata(data, self.metadata_key or "metadata")
-            if self.shared_turns is not None:
-                await self.shared_turns.submit(
-                    {"text": text, "sender_id": sender_id, "metadata": metadata})
-                return
-            await on_new_message(UserMessage(
-                text, SocketIOOutput(sio, self.bot_message_evt), sender_id,
-                input_channel=self.name(), metadata=metadata))
+            await self.shared_turns.submit({
+                "text": str(data.get("message") or ""), "sender_id": sender_id,
+                "metadata": message_metadata(data, self.metadata_key or "metadata")})
 
     @staticmethod
     async def _health(_: Request) -> HTTPResponse:
