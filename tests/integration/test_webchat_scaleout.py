@@ -1,5 +1,5 @@
-"""Two Rasa processes behind one Redis: a push sent to one reaches a page on the other, and
-a page's turns run on the other.
+"""Two Rasa processes behind one Redis: a push sent to one reaches a page on the other, a
+page's turns run on the other, and a turn whose Rasa is killed is answered by the next.
 
 Rasa's own socket.io channel would lose it (the room lives in the process holding the
 socket); the web chat channel shares rooms through Redis. Trackers, locks and socket.io
@@ -9,15 +9,18 @@ rooms all live in the one Redis.
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import redis
 import requests
 import socketio
 
+from bot.channels.webchat import CLAIMED_PREFIX
 from bot.config import Settings
 from tests.conftest import RedisServer
 from tests.support.processes import Process, free_port, wait_for
@@ -30,11 +33,12 @@ TIMEOUT = 30.0
 
 
 class TwoRasas:
-    def __init__(self, stack: Stack, second: Process, second_url: str):
+    def __init__(self, stack: Stack, second: Process, second_url: str, redis_url: str):
         self.stack = stack
         self.second = second
         self.first_url = stack.rasa_url
         self.second_url = second_url
+        self.redis_url = redis_url
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +48,23 @@ def rasas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoRasas]:
     redis = RedisServer(log_dir / "redis", log_dir).start()
     # Rasa #1 holds the pages' sockets but runs none of their turns: each is shared through
     # Redis and run by Rasa #2, whose replies reach the page through Redis too.
+    # A killed Rasa's conversation lock lapses after 20 s instead of 60, to keep the test short.
     stack = Stack(redis.url, log_dir, {"DATA_ENCRYPTION_KEY": "scaleout-test-data-key-012345678",
-                                       "WEBCHAT_TURNS_AT_ONCE": "0"})
+                                       "WEBCHAT_TURNS_AT_ONCE": "0",
+                                       "TICKET_LOCK_LIFETIME": "20"})
     # Rasa #2: the Procfile's own command and environment, on another port.
     port = free_port()
     second_env = {**stack.env, "RASA_PORT": str(port), "WEBCHAT_TURNS_AT_ONCE": "2"}
     second = Process("rasa-2", stack.processes["rasa"].command, second_env, log_dir)
     second_settings = Settings.from_env(second_env)
+    two = TwoRasas(stack, second, second_settings.rasa_url, redis.url)
     try:
         second.start()  # loads its model while the stack starts
         stack.start()
         wait_for(lambda: _rasa_ready(second_settings), 180, "rasa #2")
-        yield TwoRasas(stack, second, second_settings.rasa_url)
+        yield two
     finally:
-        second.stop()
+        two.second.stop()  # the one started in its place, if a test killed it
         stack.stop()
         redis.stop()
 
@@ -179,3 +186,66 @@ def test_each_push_reaches_the_page_once_from_either_rasa(rasas: TwoRasas) -> No
     assert any("SC-AAAA-1111" in text for text in texts[:half]), texts
     assert [text.replace("SC-AAAA-1111", "ref") for text in texts[:half]] == \
         [text.replace("SC-BBBB-2222", "ref") for text in texts[half:]], texts
+
+
+def _claimed_turns(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return sum(client.llen(key) for key in client.scan_iter(CLAIMED_PREFIX + "*"))
+    finally:
+        client.close()
+
+
+async def _turn_of_killed_rasa(rasas: TwoRasas, log_dir: Any) -> tuple[list[str], str]:
+    """A page on Rasa #1; Rasa #2, running its turn, is killed; a new Rasa takes over."""
+    uttered: asyncio.Queue[dict] = asyncio.Queue()
+    client, session = await _greeted_page(rasas, uttered)
+    actions = rasas.stack.processes["actions"]
+    try:
+        await client.emit("user_uttered", {"message": "my son lost his social security card",
+                                           "session_id": session})
+        await _next(uttered, "the offer to file a report")
+        await asyncio.sleep(0.5)
+        _drain(uttered)
+        # The action server stops answering, so Rasa #2 is still in the turn when it dies.
+        actions.signal(signal.SIGSTOP)
+        try:
+            await client.emit("user_uttered", {"message": "yes", "session_id": session})
+            for _ in range(int(TIMEOUT / 0.1)):
+                if await asyncio.to_thread(_claimed_turns, rasas.redis_url):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("Rasa #2 never claimed the turn")
+            rasas.second.kill()
+        finally:
+            actions.signal(signal.SIGCONT)
+        assert _drain(uttered) == []
+        port = free_port()
+        third = Process("rasa-3", rasas.second.command,
+                        {**rasas.second.env, "RASA_PORT": str(port)}, log_dir)
+        rasas.second = third.start()
+        third_settings = Settings.from_env(third.env)
+        rasas.second_url = third_settings.rasa_url
+        await asyncio.to_thread(wait_for, lambda: _rasa_ready(third_settings), 180, "rasa #3")
+        # Taken over once #2 has been gone 10 s as seen by #3, run once #2's lock lapses.
+        texts = [str((await asyncio.wait_for(uttered.get(), 90)).get("text", ""))]
+        await asyncio.sleep(2.0)  # room for a second answer that should not come
+        texts += [str(message.get("text", "")) for message in _drain(uttered)]
+        return texts, session
+    finally:
+        await client.disconnect()
+
+
+def test_a_turn_whose_rasa_is_killed_is_answered_once_by_the_next(
+        rasas: TwoRasas, tmp_path: Any) -> None:
+    with ThreadPoolExecutor(1) as thread:
+        texts, session = thread.submit(asyncio.run,
+                                       _turn_of_killed_rasa(rasas, tmp_path)).result()
+    assert texts == ["What is your child's full name?"], texts
+    tracker = requests.get(f"{rasas.first_url}/conversations/{session}/tracker",
+                           params={"token": rasas.stack.settings.rasa_token},
+                           timeout=TIMEOUT).json()
+    said = [event.get("text") for event in tracker["events"] if event["event"] == "user"]
+    assert said.count("yes") == 1, said
+    assert _claimed_turns(rasas.redis_url) == 0
