@@ -215,25 +215,28 @@ class SharedTurns:
         raw = json.dumps({**turn, "id": uuid.uuid4().hex}).encode()
         if self.running < self.limit:
             self._enter()  # before any await: the place is this turn's
-            try:
-                await self._redis.rpush(self._claimed, raw)
-            except redis.RedisError as error:
-                log.warning("webchat: turn not claimed (%s), run here", type(error).__name__)
-                await self._run(raw, claimed=False)
-                return
-            await self._run(raw, claimed=True)
-            return
-        try:
-            await self._redis.rpush(SHARED_TURNS_KEY, raw)
-        except redis.RedisError as error:
-            log.warning("webchat: turn not shared (%s), run here", type(error).__name__)
+            await self._run(raw, claimed=await self._pushed(self._claimed, raw))
+        elif not await self._pushed(SHARED_TURNS_KEY, raw):
             self._enter()
             await self._run(raw, claimed=False)
+
+    async def _pushed(self, key: str, raw: bytes) -> bool:
+        try:
+            await self._redis.rpush(key, raw)
+            return True
+        except redis.RedisError as error:
+            log.warning("webchat: turn not put on %s (%s), run here", key, type(error).__name__)
+            return False
 
     def _enter(self) -> None:
         self.running += 1
         if self.running >= self.limit:
             self._room.clear()
+
+    def _leave(self) -> None:
+        self.running -= 1
+        if self.running < self.limit:
+            self._room.set()
 
     async def _run(self, raw: bytes, claimed: bool) -> None:
         """Run a turn whose place `_enter` took."""
@@ -242,9 +245,7 @@ class SharedTurns:
         except Exception:
             log.exception("webchat: turn failed")
         finally:
-            self.running -= 1
-            if self.running < self.limit:
-                self._room.set()
+            self._leave()
             if claimed:
                 await self._release(raw)
 
@@ -351,10 +352,10 @@ class SharedTurns:
 
     async def _take_over(self, gone_since: dict[str, float], now: float) -> None:
         """Put the claimed turns of processes gone for `alive_s` back on the shared list."""
-        others = sorted(name.decode() for name in await self._redis.smembers(PROCESSES_KEY)
-                        if name.decode() != self.name)
+        names = {name.decode() for name in await self._redis.smembers(PROCESSES_KEY)}
+        others = list(names - {self.name})
         alive = await self._redis.mget([ALIVE_PREFIX + name for name in others]) if others else []
-        for name in set(gone_since) - set(others):
+        for name in set(gone_since) - names:
             del gone_since[name]
         for name, key in zip(others, alive, strict=True):
             if key is not None:
