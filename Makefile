@@ -69,13 +69,13 @@ $(MODEL): $(STAMP) $(TRAIN_INPUTS)
 train: $(MODEL)
 
 run: $(STAMP) $(WEB) $(MODEL)
-	@$(PY) -m bot.launcher
+	@$(PY) -m bot.stack.launcher
 
 staff: $(STAMP)
-	@$(PY) -m bot.card_service $(ARGS)
+	@$(PY) -m card_service $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot actions tests tools
+	$(BIN)/ruff check bot actions card_service tests tools
 	$(BIN)/mypy
 
 validate: $(STAMP)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 
-from bot import regions
 from bot.card_client import CardClient, CardServiceError, Region
+from bot.rules import regions
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from rasa_sdk.types import DomainDict
 
 from actions.card_service import client, region_words
 from actions.report_form import DETAILS, clear_personal
-from bot import identity, statuses
 from bot.card_client import CardServiceUnavailable, Invalid
+from bot.rules import identity, statuses
 
 logger = logging.getLogger(__name__)
 

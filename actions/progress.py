@@ -12,9 +12,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.card_service import client, region_for, region_words
-from bot import identity, statuses
 from bot.card_client import CardServiceUnavailable, Conflict, LossReport, NotFound, RateLimited
-from bot.free_text import id_number_in
+from bot.rules import identity, statuses
+from bot.rules.free_text import id_number_in
 
 logger = logging.getLogger(__name__)
 MAX_VERIFICATION_FAILURES = 3

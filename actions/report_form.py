@@ -11,8 +11,8 @@ from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from bot import identity, regions
-from bot.free_text import (
+from bot.rules import identity, regions
+from bot.rules.free_text import (
     RELATIONSHIP_LABELS,
     id_number_in,
     item_in,

@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import requests
 
-from bot.config import Settings
-from bot.regions import Region
+from bot.rules.regions import Region
+from bot.settings import Settings
 
 TIMEOUT = (3.05, 10.0)  # connect, read
 RETRY_DELAYS = (0.2, 0.6, 1.5)

@@ -1,4 +1,4 @@
-# The card service (bot/card_service): loss reports, status table, region rules, outbox.
+# The card service (card_service): loss reports, status table, region rules, outbox.
 #   docker build -f deploy/card-service.Dockerfile -t cardbot/card-service:0.1.0 .
 FROM python:3.10-slim-bookworm
 COPY requirements.lock /tmp/requirements.lock
@@ -9,6 +9,7 @@ RUN pip install --no-cache-dir -c /tmp/requirements.lock \
     && useradd --uid 1001 --no-create-home --shell /usr/sbin/nologin cardsvc
 WORKDIR /app
 COPY bot /app/bot
+COPY card_service /app/card_service
 ENV PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     BIND_HOST=0.0.0.0 \
@@ -17,4 +18,4 @@ USER 1001
 EXPOSE 8080
 # REDIS_URL, CARD_SERVICE_TOKEN, CARD_SERVICE_STAFF_TOKEN, DATA_ENCRYPTION_KEY, RASA_URL and
 # RASA_TOKEN come from the environment.
-CMD ["python", "-m", "bot.card_service", "serve"]
+CMD ["python", "-m", "card_service", "serve"]

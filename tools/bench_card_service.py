@@ -22,8 +22,8 @@ from stdnum.cn import ric
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot import envfile  # noqa: E402
-from bot.config import ROOT, Settings  # noqa: E402
+from bot.settings import ROOT, Settings  # noqa: E402
+from bot.stack import envfile  # noqa: E402
 
 
 def id_number(born: dt.date, sequence: int) -> str:

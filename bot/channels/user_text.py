@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.channels.wechat import typed
-from bot.message_limit import cleaned
+from bot.rasa.patches.message_limit import cleaned
 
 # Telegram's and WhatsApp's own limit for one message; anything longer is not from the app.
 MAX_CHARACTERS = 4096

@@ -32,7 +32,7 @@ from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.config import ROOT, Settings
+from bot.settings import ROOT, Settings
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from sanic.response import HTTPResponse
 
 from bot.channels.buttons import ButtonMemory
 from bot.channels.credentials import setting
-from bot.config import Settings
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -48,8 +48,8 @@ from bot.channels.buttons import ButtonMemory
 from bot.channels.credentials import setting
 from bot.channels.user_text import user_text
 from bot.channels.wechat import chosen_payload, render_buttons
-from bot.config import Settings
-from bot.identity import mask
+from bot.rules.identity import mask
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 

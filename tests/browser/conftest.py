@@ -16,8 +16,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from bot.config import ROOT
-from tests.support.stack import Stack, running_stack
+from bot.settings import ROOT
+from tests.testkit.stack import Stack, running_stack
 
 pytestmark = pytest.mark.integration
 

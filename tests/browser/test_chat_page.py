@@ -6,10 +6,10 @@ import uuid
 
 import requests
 
-from bot.statuses import MAIN_LINE, READY_FOR_COLLECTION, REPORTED_TEMPORARY
+from bot.rules.statuses import MAIN_LINE, READY_FOR_COLLECTION, REPORTED_TEMPORARY
 from tests.browser.conftest import ChatPage, staff_session
-from tests.support import people
-from tests.support.stack import Stack, has_cjk
+from tests.testkit import people
+from tests.testkit.stack import Stack, has_cjk
 
 MARKUP = "<img src=x onerror=alert(1)>"
 

@@ -1,4 +1,4 @@
-"""The card service as a real process (`python -m bot.card_service serve`) on a real Redis.
+"""The card service as a real process (`python -m card_service serve`) on a real Redis.
 
 `card_service` gives a fresh service on a fresh Redis; `card_service_factory` makes more
 (on a given Redis, with extra environment such as RASA_URL or a clock offset).
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import RedisServer
-from tests.support.processes import Process, free_port, wait_for
+from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.redis_server import RedisServer
 
 
 class CardService:
@@ -47,7 +47,7 @@ class CardService:
         })
         self.env.update(env or {})
         self.process = Process(f"card-service-{self.port}",
-                               [sys.executable, "-m", "bot.card_service", "serve"],
+                               [sys.executable, "-m", "card_service", "serve"],
                                self.env, log_dir)
 
     def healthy(self) -> bool:

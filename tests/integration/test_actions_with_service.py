@@ -12,10 +12,10 @@ from actions.filing import ActionFileReport, idempotency_key
 from actions.handoff import ActionHandoff
 from actions.progress import ActionCancelReport, ActionCardReady, ActionCheckStatus
 from actions.report_form import DETAILS
-from bot import regions
+from bot.rules import regions
 from tests.integration.conftest import CardService
-from tests.support.people import child_id, guardian_id
-from tests.support.trackers import responses, run, slot_values, tracker
+from tests.testkit.people import child_id, guardian_id
+from tests.testkit.trackers import responses, run, slot_values, tracker
 
 pytestmark = pytest.mark.integration
 

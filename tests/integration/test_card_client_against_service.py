@@ -9,9 +9,9 @@ import pytest
 
 from bot import card_client
 from bot.card_client import CardClient
-from bot.config import ROOT
+from bot.settings import ROOT
 from tests.integration.conftest import CardService
-from tests.support import people
+from tests.testkit import people
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def test_client_region_and_wrong_token(shared_card_service: CardService) -> None
 def run_cli(service: CardService, *args: str, token: str | None = None
             ) -> subprocess.CompletedProcess[str]:
     env = {**service.env, "CARD_SERVICE_STAFF_TOKEN": token or service.staff_token}
-    return subprocess.run([sys.executable, "-m", "bot.card_service", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "card_service", *args], env=env,
                           cwd=str(ROOT), capture_output=True, text=True, timeout=30)
 
 
@@ -103,7 +103,7 @@ def test_staff_command_line(shared_card_service: CardService) -> None:
 def test_the_service_refuses_to_start_without_its_secrets(shared_card_service: CardService,
                                                           missing: str) -> None:
     env = {**shared_card_service.env, missing: "", "CARD_SERVICE_PORT": "1"}
-    result = subprocess.run([sys.executable, "-m", "bot.card_service", "serve"], env=env,
+    result = subprocess.run([sys.executable, "-m", "card_service", "serve"], env=env,
                             cwd=str(ROOT), capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert missing in result.stderr

@@ -12,11 +12,11 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import statuses
-from bot.card_service.openapi import document
-from bot.card_service.store import CHINA
+from bot.rules import statuses
+from card_service.openapi import document
+from card_service.store import CHINA
 from tests.integration.conftest import CardService
-from tests.support import people
+from tests.testkit import people
 
 pytestmark = pytest.mark.integration
 REFERENCE = re.compile(r"^SC-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")
@@ -450,8 +450,8 @@ def test_numbers_are_encrypted_at_rest_and_not_logged(shared_card_service: CardS
 def test_openapi_document_matches_the_routes(shared_card_service: CardService) -> None:
     from sanic import Sanic
 
-    from bot.card_service.app import create_app
-    from bot.config import Settings
+    from bot.settings import Settings
+    from card_service.app import create_app
 
     Sanic.test_mode = True
     settings = Settings.from_env({"CARD_SERVICE_TOKEN": "a", "CARD_SERVICE_STAFF_TOKEN": "b",

@@ -13,12 +13,12 @@ import pytest
 import redis
 import requests
 
-from bot import statuses
-from tests.conftest import RedisServer
+from bot.rules import statuses
 from tests.integration.conftest import CardService
-from tests.support import people
-from tests.support.processes import free_port, wait_for
-from tests.support.rasa_stand_in import RasaStandIn
+from tests.testkit import people
+from tests.testkit.processes import free_port, wait_for
+from tests.testkit.rasa_stand_in import RasaStandIn
+from tests.testkit.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ROOT
+from bot.settings import ROOT
 from tests.integration.conftest import CardService
 
 pytestmark = pytest.mark.integration

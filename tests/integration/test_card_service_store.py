@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 import redis.asyncio as aioredis
 
-from bot.card_service.store import Store
+from card_service.store import Store
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.timezone.utc)

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.support.people import child_id, guardian_id
-from tests.support.stack import Stack, has_cjk, running_stack, texts
+from tests.testkit.people import child_id, guardian_id
+from tests.testkit.stack import Stack, has_cjk, running_stack, texts
 
 pytestmark = pytest.mark.integration
 REFERENCE = re.compile(r"SC-[0-9A-Z]{4}-[0-9A-Z]{4}")

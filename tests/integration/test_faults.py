@@ -22,14 +22,14 @@ import pytest
 import requests
 import socketio
 
-from bot.config import Settings
-from bot.health import rasa_ready
-from bot.message_limit import MAX_CHARACTERS
-from tests.conftest import RedisServer
-from tests.support.people import child_id, guardian_id
-from tests.support.processes import Process, free_port, wait_for
-from tests.support.stack import Stack, has_cjk, texts
-from tests.support.wechat_server import WeChatServer, new_openid, signed_query, text_xml
+from bot.rasa.patches.message_limit import MAX_CHARACTERS
+from bot.settings import Settings
+from bot.stack.health import rasa_ready
+from tests.testkit.people import child_id, guardian_id
+from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.redis_server import RedisServer
+from tests.testkit.stack import Stack, has_cjk, texts
+from tests.testkit.wechat_server import WeChatServer, new_openid, signed_query, text_xml
 
 # Starting the stack and restarting Rasa take minutes when other runs share the machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]

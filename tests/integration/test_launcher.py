@@ -17,9 +17,9 @@ import pytest
 import requests
 from dotenv import dotenv_values
 
-from bot.config import ROOT
-from bot.envfile import GENERATED_SECRETS
-from tests.support.processes import free_port
+from bot.settings import ROOT
+from bot.stack.envfile import GENERATED_SECRETS
+from tests.testkit.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ def test_launcher_starts_everything_answers_and_stops_without_orphans(tmp_path: 
         "REDIS_EMBEDDED_PORT": str(free_port()),
     }
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "bot.launcher"],
+        [sys.executable, "-m", "bot.stack.launcher"],
         cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -113,7 +113,7 @@ def test_launcher_starts_everything_answers_and_stops_without_orphans(tmp_path: 
 
 
 def test_a_second_start_keeps_the_secrets(tmp_path: Path) -> None:
-    from bot.envfile import ensure_secrets
+    from bot.stack.envfile import ensure_secrets
 
     env_file = tmp_path / ".env"
     assert set(ensure_secrets(env_file)) == set(GENERATED_SECRETS)

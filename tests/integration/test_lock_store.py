@@ -23,9 +23,9 @@ import redis
 from rasa.core.lock_store import LockError, LockStore, RedisLockStore
 from rasa.core.utils import AvailableEndpoints
 
-from bot.config import ROOT
-from bot.lock_store import AtomicRedisLockStore
-from tests.conftest import RedisServer
+from bot.rasa.lock_store import AtomicRedisLockStore
+from bot.settings import ROOT
+from tests.testkit.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 PREFIX = "cardbot"
@@ -296,7 +296,7 @@ def test_endpoints_yml_gives_rasa_our_store_with_the_redis_settings(
 def test_unknown_endpoint_keys_are_refused() -> None:
     from rasa.utils.endpoints import EndpointConfig
 
-    config = EndpointConfig(url="localhost", type="bot.lock_store.AtomicRedisLockStore",
+    config = EndpointConfig(url="localhost", type="bot.rasa.lock_store.AtomicRedisLockStore",
                             record_exp=60)
     with pytest.raises(ValueError, match="record_exp"):
         LockStore.create(config)

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import RedisServer
-from tests.support.messaging_servers import (
+from tests.testkit.messaging_servers import (
     GraphServer,
     TelegramServer,
     TwilioServer,
@@ -27,7 +26,8 @@ from tests.support.messaging_servers import (
     twilio_signature,
     whatsapp_form,
 )
-from tests.support.stack import Stack, has_cjk
+from tests.testkit.redis_server import RedisServer
+from tests.testkit.stack import Stack, has_cjk
 
 pytestmark = pytest.mark.integration
 

@@ -26,10 +26,10 @@ import requests
 import socketio
 from websockets.legacy.client import connect
 
-from tests.conftest import RedisServer
-from tests.support.nginx import MISSING, NGINX, Nginx
-from tests.support.people import child_id, guardian_id
-from tests.support.stack import Stack, texts
+from tests.testkit.nginx import MISSING, NGINX, Nginx
+from tests.testkit.people import child_id, guardian_id
+from tests.testkit.redis_server import RedisServer
+from tests.testkit.stack import Stack, texts
 
 pytestmark = pytest.mark.integration
 

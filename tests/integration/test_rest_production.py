@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot.config import Settings
-from bot.launcher import stack_environment
-from tests.conftest import RedisServer
-from tests.support.processes import Process, free_port, wait_for
+from bot.settings import Settings
+from bot.stack.launcher import stack_environment
+from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

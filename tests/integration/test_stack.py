@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.support.stack import Stack, has_cjk, running_stack, texts
+from tests.testkit.stack import Stack, has_cjk, running_stack, texts
 
 pytestmark = pytest.mark.integration
 

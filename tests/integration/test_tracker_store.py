@@ -18,9 +18,9 @@ from rasa.shared.core.events import (
 )
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot import tracker_store
-from bot.config import ROOT
-from bot.tracker_store import RedisTrackerStore
+from bot.rasa import tracker_store
+from bot.rasa.tracker_store import RedisTrackerStore
+from bot.settings import ROOT
 
 DOMAIN = Domain.load(str(ROOT / "domain.yml"))
 

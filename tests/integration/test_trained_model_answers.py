@@ -23,8 +23,8 @@ from rasa.shared.nlu.training_data.loading import load_data as load_nlu
 from rasa.shared.nlu.training_data.message import Message
 from rasa.utils.tensorflow.models import RasaModel
 
-from bot import dialogue_states, model_call, sparse_features
-from bot.config import ROOT
+from bot.rasa.patches import dialogue_states, model_call, sparse_features
+from bot.settings import ROOT
 
 MODEL = ROOT / "models" / "bot.tar.gz"
 

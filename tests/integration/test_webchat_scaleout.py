@@ -21,10 +21,10 @@ import requests
 import socketio
 
 from bot.channels.webchat import CLAIMED_PREFIX
-from bot.config import Settings
-from tests.conftest import RedisServer
-from tests.support.processes import Process, free_port, wait_for
-from tests.support.stack import Stack
+from bot.settings import Settings
+from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.redis_server import RedisServer
+from tests.testkit.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def rasas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoRasas]:
 
 
 def _rasa_ready(settings: Settings) -> bool:
-    from bot.health import rasa_ready
+    from bot.stack.health import rasa_ready
 
     return rasa_ready(settings)
 

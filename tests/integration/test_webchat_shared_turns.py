@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from bot.channels.webchat import CLAIMED_PREFIX, PROCESSES_KEY, SharedTurns
-from bot.config import ROOT
-from tests.conftest import RedisServer
+from bot.settings import ROOT
+from tests.testkit.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 WAIT = 10.0

@@ -16,10 +16,10 @@ import redis
 import requests
 
 from bot.channels.wechat import WeChatApi, WeChatConfig
-from tests.conftest import RedisServer
-from tests.support.people import child_id, guardian_id
-from tests.support.stack import Stack, has_cjk
-from tests.support.wechat_server import (
+from tests.testkit.people import child_id, guardian_id
+from tests.testkit.redis_server import RedisServer
+from tests.testkit.stack import Stack, has_cjk
+from tests.testkit.wechat_server import (
     WeChatServer,
     event_xml,
     new_openid,

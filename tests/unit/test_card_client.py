@@ -14,7 +14,7 @@ import pytest
 
 from bot import card_client
 from bot.card_client import CardClient
-from tests.support.processes import free_port
+from tests.testkit.processes import free_port
 
 REPORT = {
     "reference": "SC-7K3F-9Q2M", "status": "reported_temporary", "valid_until": "2026-12-05",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.config import ROOT
+from bot.settings import ROOT
 
 DEPLOY = ROOT / "deploy"
 SECRETS = ("RASA_TOKEN", "CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN",
@@ -121,7 +121,7 @@ def test_dockerfiles_expose_the_contract_ports_and_bring_our_code() -> None:
     assert "actions /app/actions" in actions and "bot /app/bot" in actions
     card = (DEPLOY / "card-service.Dockerfile").read_text()
     assert "FROM python:3.10" in card and "EXPOSE 8080" in card
-    assert '"bot.card_service", "serve"' in card
+    assert '"card_service", "serve"' in card
     for text in (rasa, actions, card):
         assert "requirements.lock" in text  # the same pinned versions as `make run`
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.config import ROOT
+from bot.settings import ROOT
 
 SCRIPT = ROOT / "tools" / "find-python.sh"
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import free_text, message_limit
 from bot.channels import rest
+from bot.rasa.patches import message_limit
+from bot.rules import free_text
 
 
 @pytest.mark.parametrize("module", [message_limit, rest, free_text])

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from tests.support.people import id_number
+from tests.testkit.people import id_number
 
 REFERENCE = re.compile(r"SC-[0-9A-Z]{4}-[0-9A-Z]{4}")
 # Region codes of cities the card service knows, so every number is a plausible one.

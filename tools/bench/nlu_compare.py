@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from bot.config import ROOT
+from bot.settings import ROOT
 from tools.bench import baseline
 
 PIPELINES = ("ours", "default")

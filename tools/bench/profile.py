@@ -102,7 +102,7 @@ class RedisWatch:
 
     @staticmethod
     def owner(key: str) -> str:
-        # bot/lock_store.py: cardbot:tickets:<id> and cardbot:ticket_counter:<id>.
+        # bot/rasa/lock_store.py: cardbot:tickets:<id> and cardbot:ticket_counter:<id>.
         if ":lock:" in key or key.startswith(("cardbot:lock", "cardbot:ticket")):
             return "lock store"
         if key.startswith("cardbot:tracker") or key.startswith("cardbot:"):

@@ -32,11 +32,11 @@ import psutil
 import redis
 import requests
 
-from bot.config import ROOT, Settings
-from tests.conftest import RedisServer
-from tests.support.nginx import MISSING, NGINX, Nginx
-from tests.support.processes import Process, free_port, wait_for
-from tests.support.stack import Stack
+from bot.settings import ROOT, Settings
+from tests.testkit.nginx import MISSING, NGINX, Nginx
+from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.redis_server import RedisServer
+from tests.testkit.stack import Stack
 from tools.bench import baseline, machine, nlu_compare, report
 from tools.bench.clients import RestGuardian, SocketGuardian
 from tools.bench.conversations import Script, greeting_only, loss_report, moodbot
@@ -91,7 +91,7 @@ def staff_references(settings: Settings) -> set[str]:
 
 
 def report_count(redis_url: str) -> int:
-    # The staff list stops at 500; the index holds them all (bot/card_service/store.py).
+    # The staff list stops at 500; the index holds them all (card_service/store.py).
     return int(redis.Redis.from_url(redis_url).zcard("cardsvc:reports"))
 
 
@@ -244,7 +244,7 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
         if second is not None:
             second.start()
         stack.start(timeout=600)
-        from bot.health import rasa_ready
+        from bot.stack.health import rasa_ready
 
         wait_for(lambda: rasa_ready(profiled_settings), 600, "profiled rasa")
         if second is not None:

