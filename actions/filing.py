@@ -12,10 +12,11 @@ from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.card_service import client, region_words
+from actions import replies
+from actions.card_service import client
 from actions.report_form import DETAILS, clear_personal
 from bot.card_client import CardServiceUnavailable, Invalid
-from bot.rules import identity, statuses
+from bot.rules import identity
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +69,17 @@ class ActionFileReport(Action):
             slots = sorted({FIELD_SLOTS[f] for f in error.fields if f in FIELD_SLOTS})
             logger.warning("card service refused fields %s", ", ".join(error.fields))
             dispatcher.utter_message(response="utter_filing_rejected",
-                                     fields=", ".join(slots) or str(error))
+                                     fields=replies.refused_items(slots, language))
             return [*(SlotSet(slot, None) for slot in slots), SlotSet("report_confirmed", None),
                     SlotSet("filing_failed", False), FollowupAction("loss_report_form")]
-        status = statuses.TABLE[report.status]
         logger.info("filed %s for child %s", report.reference,
                     identity.mask(details["child_id_number"]))
         dispatcher.utter_message(
             response="utter_report_filed",
             reference=report.reference,
-            status_label=status.label_zh if language == "zh" else status.label_en,
+            status_label=replies.status_label(report.status, language),
             valid_until=report.valid_until,
-            **region_words(report.region, language),
+            **replies.region_words(report.region, language),
         )
         return [SlotSet("reference_number", report.reference), SlotSet("filing_failed", False),
                 *clear_personal()]

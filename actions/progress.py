@@ -11,7 +11,8 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.card_service import client, region_for, region_words
+from actions import replies
+from actions.card_service import client, region_for
 from bot.card_client import CardServiceUnavailable, Conflict, LossReport, NotFound, RateLimited
 from bot.rules import identity, statuses
 from bot.rules.free_text import id_number_in
@@ -40,7 +41,7 @@ class _ValidateVerification(FormValidationAction):
     ) -> dict[str, Any]:
         checked = identity.check_id_number(id_number_in(str(value or "")))
         if not checked.ok:
-            dispatcher.utter_message(response=f"utter_invalid_id_{checked.reason}")
+            dispatcher.utter_message(response=replies.invalid_id(checked.reason))
             return {"verify_id_number": None}
         return {"verify_id_number": checked.value}
 
@@ -53,11 +54,6 @@ class ValidateStatusForm(_ValidateVerification):
 class ValidateCardFoundForm(_ValidateVerification):
     def name(self) -> str:
         return "validate_card_found_form"
-
-
-def _label(status: str, language: str) -> str:
-    entry = statuses.TABLE[status]
-    return entry.label_zh if language == "zh" else entry.label_en
 
 
 class _VerifiedAction(Action, ABC):
@@ -107,15 +103,14 @@ class ActionCheckStatus(_VerifiedAction):
 
     async def answer(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      report: LossReport, language: str) -> list[dict[str, Any]]:
-        words = region_words(report.region, language)
-        history = "\n".join(f"· {entry.at[:10]} {_label(entry.status, language)}"
-                            for entry in report.history)
         dispatcher.utter_message(
             response="utter_status", reference=report.reference,
-            status_label=_label(report.status, language), history=history,
+            status_label=replies.status_label(report.status, language),
+            history=replies.history(report.history, language),
         )
-        dispatcher.utter_message(response=f"utter_next_step_{report.next_step}",
-                                 valid_until=report.valid_until, **words)
+        dispatcher.utter_message(response=replies.next_step(report.next_step),
+                                 valid_until=report.valid_until,
+                                 **replies.region_words(report.region, language))
         return []
 
 
@@ -138,7 +133,7 @@ class ActionCancelReport(_VerifiedAction):
         else:
             dispatcher.utter_message(response="utter_cannot_cancel",
                                      reference=report.reference,
-                                     status_label=_label(report.status, language))
+                                     status_label=replies.status_label(report.status, language))
         return []
 
 
@@ -157,5 +152,5 @@ class ActionCardReady(Action):
         language = tracker.get_slot("language") or "en"
         region = await region_for(tracker.get_slot("city"))
         dispatcher.utter_message(response="utter_card_ready", reference=reference,
-                                 **region_words(region, language))
+                                 **replies.region_words(region, language))
         return [SlotSet("reference_number", reference)] if reference else []

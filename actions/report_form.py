@@ -11,16 +11,9 @@ from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions import replies
 from bot.rules import identity, regions
-from bot.rules.free_text import (
-    RELATIONSHIP_LABELS,
-    id_number_in,
-    item_in,
-    name_in,
-    phone_in,
-    quotable,
-    relationship_in,
-)
+from bot.rules.free_text import id_number_in, item_in, name_in, phone_in, quotable, relationship_in
 
 CHINA = ZoneInfo("Asia/Shanghai")
 MAX_FAILURES = 3
@@ -28,7 +21,8 @@ DETAILS = ["child_name", "child_id_number", "guardian_name", "guardian_id_number
            "relationship", "phone_number", "city"]
 # Cleared when the report is filed or the form stopped; the reference and city stay.
 PERSONAL = [*DETAILS[:-1], "report_confirmed", "item_to_change", "failed_attempts"]
-NATIONAL = "全国"  # the card service files it under the national default rules
+NATIONAL = "全国"  # the city value the card service files under the national default rules
+# What a guardian may type for a city without rules of its own.
 OTHER_CITY = ("other", "others", "national", "其他", "其它", "别的", "全国")
 
 
@@ -38,13 +32,6 @@ def today() -> dt.date:
 
 def clear_personal() -> list[dict[str, Any]]:
     return [SlotSet(slot, None) for slot in PERSONAL]
-
-
-def city_label(city: str, language: str) -> str:
-    region = regions.resolve(city)
-    if not region.known:
-        return "全国通用" if language == "zh" else "national rules"
-    return region.name_zh if language == "zh" else region.name_en
 
 
 class ValidateLossReportForm(FormValidationAction):
@@ -94,7 +81,7 @@ class ValidateLossReportForm(FormValidationAction):
                  else identity.check_guardian_id_number)
         checked = check(id_number_in(str(value or "")), today())
         if not checked.ok:
-            return self._failed(slot, f"utter_invalid_id_{checked.reason}", dispatcher, tracker)
+            return self._failed(slot, replies.invalid_id(checked.reason), dispatcher, tracker)
         return self._passed(slot, checked.value, tracker)
 
     async def validate_child_name(self, value: Any, dispatcher: CollectingDispatcher,
@@ -136,12 +123,9 @@ class ValidateLossReportForm(FormValidationAction):
             return self._passed("city", NATIONAL, tracker)
         region = regions.lookup(text)
         if region is None:
-            zh = tracker.get_slot("language") == "zh"
-            known = ("、" if zh else ", ").join(
-                r.name_zh if zh else r.name_en for r in regions.known_cities()
-            )
+            language = tracker.get_slot("language") or "en"
             return self._failed("city", "utter_unknown_city", dispatcher, tracker,
-                                city=quotable(text), known_cities=known)
+                                city=quotable(text), known_cities=replies.known_cities(language))
         return self._passed("city", region.name_zh, tracker)
 
     async def validate_report_confirmed(
@@ -169,17 +153,16 @@ class ActionAskReportConfirmed(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> list[dict[str, Any]]:
         language = tracker.get_slot("language") or "en"
-        relationship = tracker.get_slot("relationship") or "guardian"
-        labels = RELATIONSHIP_LABELS.get(relationship, RELATIONSHIP_LABELS["guardian"])
         dispatcher.utter_message(
             response="utter_report_summary",
             child_name=tracker.get_slot("child_name"),
             child_id=identity.mask(tracker.get_slot("child_id_number") or ""),
             guardian_name=tracker.get_slot("guardian_name"),
-            relationship=labels[1] if language == "zh" else labels[0],
+            relationship=replies.relationship(tracker.get_slot("relationship") or "",
+                                              language),
             guardian_id=identity.mask(tracker.get_slot("guardian_id_number") or ""),
             phone=identity.mask(tracker.get_slot("phone_number") or ""),
-            city=city_label(tracker.get_slot("city") or "", language),
+            city=replies.city_name(tracker.get_slot("city") or "", language),
         )
         return []
 

@@ -15,6 +15,7 @@ _NAME_LEAD_INS = re.compile(
 )
 _NAME_CHARS = re.compile(r"^[^\W\d_]+(?:[\s.'·•-][^\W\d_]+)*$")
 
+# What a guardian may type for each relationship (the words said back are in actions/replies.yml).
 RELATIONSHIPS = {
     "mother": ("mother", "mom", "mum", "mama", "mommy", "母亲", "妈妈", "妈", "孩子妈", "孩子妈妈"),
     "father": ("father", "dad", "daddy", "papa", "父亲", "爸爸", "爸", "孩子爸", "孩子爸爸"),
@@ -23,12 +24,6 @@ RELATIONSHIPS = {
                     "姥姥", "姥爷", "外祖父", "外祖母"),
     "guardian": ("guardian", "other guardian", "legal guardian", "other", "监护人",
                  "其他监护人", "法定监护人", "其他"),
-}
-RELATIONSHIP_LABELS = {
-    "mother": ("Mother", "母亲"),
-    "father": ("Father", "父亲"),
-    "grandparent": ("Grandparent", "祖父母"),
-    "guardian": ("Guardian", "监护人"),
 }
 
 

@@ -1,7 +1,8 @@
 """The card's life as one table: each status, where it may go next, its words and next step.
 
-The card service enforces `TRANSITIONS`, the bot and the staff tool read the labels
-and next-step keys (the bot maps a key to its `utter_next_step_<key>` response).
+The card service enforces the transitions; the API and the bot read the labels (words kept
+in statuses.yml) and the next-step keys (actions/replies.py maps a key to its
+`utter_next_step_<key>` response in domain.yml).
 
 >>> can_move("reported_temporary", "cancelled")
 True
@@ -14,13 +15,16 @@ False
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 
 @dataclass(frozen=True)
 class Status:
     name: str
     next: tuple[str, ...]  # statuses it may move to; empty means terminal
-    label_en: str
+    label_en: str  # from statuses.yml
     label_zh: str
     next_step: str  # a key, not words: the words live in domain.yml
 
@@ -34,23 +38,25 @@ COLLECTED = "collected"
 CANCELLED = "cancelled"
 EXPIRED = "expired"
 
+# status -> {"en": ..., "zh": ...}; a status without its words fails here, at import.
+_LABELS: dict[str, dict[str, str]] = yaml.safe_load(
+    Path(__file__).with_name("statuses.yml").read_text(encoding="utf-8"))
+
+
+def _status(name: str, moves_to: tuple[str, ...], next_step: str) -> Status:
+    words = _LABELS[name]
+    return Status(name, moves_to, words["en"], words["zh"], next_step)
+
+
 TABLE: dict[str, Status] = {s.name: s for s in (
-    Status(REPORTED_TEMPORARY, (REPORTED_WRITTEN, CANCELLED, EXPIRED),
-           "Loss reported (temporary block)", "已临时挂失", "file_written_report"),
-    Status(REPORTED_WRITTEN, (REPLACEMENT_APPLIED,),
-           "Written loss report filed", "已书面挂失", "apply_at_bank"),
-    Status(REPLACEMENT_APPLIED, (IN_PRODUCTION,),
-           "Replacement applied for at the bank", "已申请补卡", "wait_for_production"),
-    Status(IN_PRODUCTION, (READY_FOR_COLLECTION,),
-           "New card being made", "新卡制作中", "wait_for_notice"),
-    Status(READY_FOR_COLLECTION, (COLLECTED,),
-           "New card ready to collect", "新卡可领取", "collect_card"),
-    Status(COLLECTED, (),
-           "New card collected", "新卡已领取", "activate_card"),
-    Status(CANCELLED, (),
-           "Loss report lifted (card found)", "已解除挂失", "none"),
-    Status(EXPIRED, (),
-           "Temporary report lapsed", "临时挂失已失效", "report_again"),
+    _status(REPORTED_TEMPORARY, (REPORTED_WRITTEN, CANCELLED, EXPIRED), "file_written_report"),
+    _status(REPORTED_WRITTEN, (REPLACEMENT_APPLIED,), "apply_at_bank"),
+    _status(REPLACEMENT_APPLIED, (IN_PRODUCTION,), "wait_for_production"),
+    _status(IN_PRODUCTION, (READY_FOR_COLLECTION,), "wait_for_notice"),
+    _status(READY_FOR_COLLECTION, (COLLECTED,), "collect_card"),
+    _status(COLLECTED, (), "activate_card"),
+    _status(CANCELLED, (), "none"),
+    _status(EXPIRED, (), "report_again"),
 )}
 
 STATUSES: tuple[str, ...] = tuple(TABLE)
