@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import requests
 
+from bot import settings as bot_settings
 from bot.rules.regions import Region
-from bot.settings import Settings
 
 TIMEOUT = (3.05, 10.0)  # connect, read
 RETRY_DELAYS = (0.2, 0.6, 1.5)
@@ -119,8 +119,8 @@ class CardClient:
         self.session = session or requests.Session()
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> CardClient:
-        settings = settings or Settings.from_env()
+    def from_settings(cls, settings: bot_settings.Settings | None = None) -> CardClient:
+        settings = settings or bot_settings.settings()
         return cls(settings.card_service_url, settings.card_service_token)
 
     # The calls.
@@ -139,16 +139,17 @@ class CardClient:
 
     def lookup(self, reference: str, guardian_id_number: str,
                caller: str | None = None) -> LossReport:
-        response = self._call("POST", f"/v1/loss-reports/{_segment(reference)}/lookup",
-                              {"guardian_id_number": guardian_id_number}, retry=True,
-                              headers=_caller(caller))
-        return LossReport.from_json(response.json())
+        return self._as_guardian("lookup", reference, guardian_id_number, caller, retry=True)
 
     def cancel(self, reference: str, guardian_id_number: str,
                caller: str | None = None) -> LossReport:
         """Not retried: a repeat after a lost answer would read as a 409."""
-        response = self._call("POST", f"/v1/loss-reports/{_segment(reference)}/cancel",
-                              {"guardian_id_number": guardian_id_number}, retry=False,
+        return self._as_guardian("cancel", reference, guardian_id_number, caller, retry=False)
+
+    def _as_guardian(self, verb: str, reference: str, guardian_id_number: str,
+                     caller: str | None, retry: bool) -> LossReport:
+        response = self._call("POST", f"/v1/loss-reports/{_segment(reference)}/{verb}",
+                              {"guardian_id_number": guardian_id_number}, retry=retry,
                               headers=_caller(caller))
         return LossReport.from_json(response.json())
 

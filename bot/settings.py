@@ -1,14 +1,74 @@
-"""Runtime settings, read from the environment (and `.env`) in one place."""
+"""Runtime settings: the only module that reads the environment (with `.env` underneath)."""
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
+
+from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_REDIS_PORT = 6390
+# Measured in `make bench` (cluster-paced web chat, 32 guardians, p95 over runs): every turn
+# a process receives run at once 225-350 ms; up to 2 at once 165-323; 3: 217; 4: 151-188.
+DEFAULT_TURNS_AT_ONCE = 4
+MAX_TURNS_AT_ONCE = 64
+# Made on the first `make run` and never rewritten (see `ensure_secrets`).
+GENERATED_SECRETS = (
+    "RASA_TOKEN",
+    "CARD_SERVICE_TOKEN",
+    "CARD_SERVICE_STAFF_TOKEN",
+    "REDIS_PASSWORD",
+    "DATA_ENCRYPTION_KEY",
+)
+
+N = TypeVar("N", int, float)
+
+
+@dataclass(frozen=True)
+class WeChatSettings:
+    token: str = ""
+    app_id: str = ""
+    app_secret: str = ""
+    api_base: str = "https://api.weixin.qq.com"
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    access_token: str = ""
+    secret_token: str = ""
+    webhook_url: str = ""
+    verify: str = ""
+    api_base: str = "https://api.telegram.org"
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    """WhatsApp through Twilio."""
+
+    account_sid: str = ""
+    auth_token: str = ""
+    number: str = ""
+    webhook_url: str = ""
+    api_base: str = "https://api.twilio.com"
+
+
+@dataclass(frozen=True)
+class FacebookSettings:
+    verify: str = ""
+    secret: str = ""
+    page_access_token: str = ""
+    api_base: str = "https://graph.facebook.com"
+
+
+Channel = TypeVar("Channel", WeChatSettings, TelegramSettings, TwilioSettings,
+                  FacebookSettings)
 
 
 @dataclass(frozen=True)
@@ -33,11 +93,27 @@ class Settings:
     card_service_url_override: str = ""
     clock_offset_days: int = 0
     outbox_max_delay_seconds: float = 60.0
+    wechat: WeChatSettings = field(default_factory=WeChatSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    twilio: TwilioSettings = field(default_factory=TwilioSettings)
+    facebook: FacebookSettings = field(default_factory=FacebookSettings)
+    # "production" serves the REST channel only with a REST_TOKEN.
+    bot_env: str = "development"
+    rest_token: str = ""
+    # Web chat turns a process runs at once before sharing the rest through Redis (0: a
+    # process that only holds sockets, when others run the turns).
+    webchat_turns_at_once: int = DEFAULT_TURNS_AT_ONCE
+    # How long `make run` waits for every health check.
+    start_timeout: float = 300.0
+    env_file: Path = ROOT / ".env"
+    # Names of Rasa patches to leave out, or "all".
+    rasa_patches_off: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        bind_host = env.get("BIND_HOST", "127.0.0.1")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `env` (the process's environment alone when None); raises
+        ValueError naming the variable that is malformed."""
+        env = os.environ if env is None else env
         embedded_port = _port(env, "REDIS_EMBEDDED_PORT", EMBEDDED_REDIS_PORT)
         external_url = env.get("REDIS_URL", "").strip()
         if external_url:
@@ -47,7 +123,7 @@ class Settings:
             auth = f":{quote(password, safe='')}@" if password else ""
             redis_url = f"redis://{auth}127.0.0.1:{embedded_port}/0"
         return cls(
-            bind_host=bind_host,
+            bind_host=env.get("BIND_HOST", "127.0.0.1"),
             rasa_port=_port(env, "RASA_PORT", 5005),
             actions_port=_port(env, "ACTIONS_PORT", 5055),
             card_service_port=_port(env, "CARD_SERVICE_PORT", 8080),
@@ -58,18 +134,33 @@ class Settings:
             card_service_token=env.get("CARD_SERVICE_TOKEN", ""),
             staff_token=env.get("CARD_SERVICE_STAFF_TOKEN", ""),
             data_dir=Path(env.get("DATA_DIR", str(ROOT / "var"))),
-            tracker_expiry_seconds=int(env.get("TRACKER_EXPIRY_SECONDS", str(90 * 24 * 3600))),
+            tracker_expiry_seconds=_number(env, "TRACKER_EXPIRY_SECONDS", 90 * 24 * 3600, int),
             data_encryption_key=env.get("DATA_ENCRYPTION_KEY", ""),
             rasa_url_override=env.get("RASA_URL", "").strip().rstrip("/"),
             card_service_url_override=env.get("CARD_SERVICE_URL", "").strip().rstrip("/"),
-            clock_offset_days=int(env.get("CARD_SERVICE_CLOCK_OFFSET_DAYS", "0") or "0"),
-            outbox_max_delay_seconds=float(env.get("CARD_SERVICE_OUTBOX_MAX_DELAY", "60") or "60"),
+            clock_offset_days=_number(env, "CARD_SERVICE_CLOCK_OFFSET_DAYS", 0, int),
+            outbox_max_delay_seconds=_number(env, "CARD_SERVICE_OUTBOX_MAX_DELAY", 60.0, float),
+            wechat=_section(WeChatSettings, env, "WECHAT_"),
+            telegram=_section(TelegramSettings, env, "TELEGRAM_"),
+            twilio=_section(TwilioSettings, env, "TWILIO_"),
+            facebook=_section(FacebookSettings, env, "FACEBOOK_"),
+            bot_env=(env.get("BOT_ENV") or "development").strip().lower(),
+            rest_token=env.get("REST_TOKEN", "").strip(),
+            webchat_turns_at_once=turns_at_once(env.get("WEBCHAT_TURNS_AT_ONCE")),
+            start_timeout=_number(env, "START_TIMEOUT", 300.0, float),
+            env_file=env_file(env),
+            rasa_patches_off=tuple(name.strip() for name in
+                                   env.get("RASA_PATCHES_OFF", "").split(",") if name.strip()),
         )
 
     @property
     def local_host(self) -> str:
         """Where this machine reaches our own servers (a wildcard bind is not an address)."""
         return "127.0.0.1" if self.bind_host in ("0.0.0.0", "::", "") else self.bind_host  # noqa: S104
+
+    @property
+    def redis_password(self) -> str:
+        return unquote(urlsplit(self.redis_url).password or "")
 
     @property
     def rasa_url(self) -> str:
@@ -106,7 +197,7 @@ class Settings:
             "REDIS_HOST": parts.hostname or "127.0.0.1",
             "REDIS_PORT": str(parts.port or 6379),
             "REDIS_DB": (parts.path.lstrip("/") or "0"),
-            "REDIS_PASSWORD": unquote(parts.password or ""),
+            "REDIS_PASSWORD": self.redis_password,
             "REDIS_EMBEDDED_PORT": str(self.redis_embedded_port),
             "RASA_TOKEN": self.rasa_token,
             "CARD_SERVICE_TOKEN": self.card_service_token,
@@ -116,10 +207,88 @@ class Settings:
         }
 
 
-def _port(env: dict[str, str], name: str, default: int) -> int:
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    """This process's settings, read once: the environment with `.env` underneath."""
+    return Settings.from_env(environment(env_file()))
+
+
+def env_file(env: Mapping[str, str] | None = None) -> Path:
+    """ENV_FILE, else the project's `.env`."""
+    env = os.environ if env is None else env
+    return Path(env.get("ENV_FILE", "").strip() or ROOT / ".env")
+
+
+def environment(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment with `.env` filled in underneath: a variable already set wins."""
+    env = dict(os.environ if environ is None else environ)
+    if path.exists():
+        for name, value in dotenv_values(path).items():
+            if value is not None:
+                env.setdefault(name, value)
+    return env
+
+
+def ensure_secrets(path: Path) -> list[str]:
+    """Add every missing secret to `path` (created with mode 600); return the names added.
+
+    Existing values are never rewritten: tokens already handed out and data already
+    encrypted must keep working.
+    """
+    present = dotenv_values(path) if path.exists() else {}
+    missing = [name for name in GENERATED_SECRETS if not present.get(name)]
+    if missing:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as out:
+            if path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+                out.write("\n")
+            for name in missing:
+                out.write(f"{name}={secrets.token_urlsafe(32)}\n")
+    os.chmod(path, 0o600)
+    return missing
+
+
+def turns_at_once(value: str | None) -> int:
+    """`WEBCHAT_TURNS_AT_ONCE`, from 0 to 64.
+
+    >>> turns_at_once(None), turns_at_once(" 2 "), turns_at_once("0")
+    (4, 2, 0)
+    >>> turns_at_once("many")
+    Traceback (most recent call last):
+    ...
+    ValueError: WEBCHAT_TURNS_AT_ONCE must be a whole number from 0 to 64, not 'many'
+    """
+    if value is None or not value.strip():
+        return DEFAULT_TURNS_AT_ONCE
+    if value.strip().isdigit() and int(value) <= MAX_TURNS_AT_ONCE:
+        return int(value)
+    raise ValueError("WEBCHAT_TURNS_AT_ONCE must be a whole number from 0 to "
+                     f"{MAX_TURNS_AT_ONCE}, not {value!r}")
+
+
+def _section(kind: type[Channel], env: Mapping[str, str], prefix: str) -> Channel:
+    """A channel's settings: each field from `<prefix><FIELD>` (WECHAT_APP_ID), trimmed;
+    the field's default when unset or empty."""
+    values = {each.name: (env.get(prefix + each.name.upper()) or "").strip()
+              for each in fields(kind)}
+    return kind(**{name: value for name, value in values.items() if value})
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ValueError(f"{name} must be a port number from 1 to 65535, got {raw!r}")
     return int(raw)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None

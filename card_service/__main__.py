@@ -7,9 +7,9 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from bot import settings as bot_settings
 from bot.rules import statuses
-from bot.settings import ROOT, Settings
-from bot.stack import envfile
+from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.card_client import CardClient, LossReport
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                          help="target status (default: the next on the normal path)")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env(envfile.load(ROOT / ".env"))
+    settings = bot_settings.settings()
     if args.command == "serve":
         serve(settings)
         return

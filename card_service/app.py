@@ -1,4 +1,4 @@
-"""The card service's HTTP API (contract.md, "Card service API (v1)") on Sanic."""
+"""The card service's HTTP API (docs/contract.md, "Card service API, version 1") on Sanic."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 from urllib.parse import unquote
 
 import redis
-import redis.asyncio as aioredis
 from sanic import Request, Sanic
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
+from bot import redis as bot_redis
 from bot.rules import identity, regions, statuses
 from bot.settings import Settings
 from card_service import validation
@@ -174,9 +174,8 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
 
     @app.before_server_start
     async def connect(app: Sanic, _loop: Any) -> None:
-        client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5,
-                                         socket_connect_timeout=5, retry_on_timeout=True,
-                                         health_check_interval=30)
+        client = bot_redis.async_client(settings.redis_url, "store", retry_on_timeout=True,
+                                        health_check_interval=30)
         service.store = Store(client)
 
     @app.after_server_start

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import aiohttp
 import redis
 
-from card_service.store import Clock, Store
+from card_service.store import PREFIX, Clock, Store
 
 log = logging.getLogger("card_service.outbox")
 
@@ -68,7 +68,7 @@ class Outbox:
     async def deliver(self, session: aiohttp.ClientSession, outbox_id: str) -> None:
         payload = await self.store.payload(outbox_id)
         if payload is None:  # already delivered by another worker
-            await self.store.redis.zrem("cardsvc:outbox", outbox_id)
+            await self.store.redis.zrem(PREFIX + "outbox", outbox_id)
             return
         reference, conversation = payload["reference"], payload["conversation_id"]
         url = (f"{self.rasa_url}/conversations/{quote(conversation, safe='')}/trigger_intent"

@@ -1,6 +1,6 @@
 """Loss reports in Redis: each change is one Lua script, so nothing is lost or doubled.
 
-Keys (prefix `cardsvc:`):
+Keys (prefix `cardsvc:`, bot.redis.CARD_SERVICE):
   report:<ref>          hash: the report, ID numbers and phone encrypted
   report:<ref>:history  list: JSON {status, at} per change
   reports               zset: every reference by filing time (the staff list)
@@ -20,9 +20,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot.redis import CARD_SERVICE as PREFIX
 from bot.rules import statuses
 
-PREFIX = "cardsvc:"
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
 CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 

@@ -8,8 +8,11 @@ RUN pip install --no-cache-dir -c /tmp/requirements.lock \
     && rm /tmp/requirements.lock \
     && useradd --uid 1001 --no-create-home --shell /usr/sbin/nologin cardsvc
 WORKDIR /app
-COPY bot /app/bot
+# Only the service and the parts of bot/ it shares with the assistant: the rules about people,
+# statuses and cities, settings, the Redis factory and the client the staff tool speaks through.
 COPY card_service /app/card_service
+COPY bot/__init__.py bot/settings.py bot/redis.py bot/card_client.py /app/bot/
+COPY bot/rules /app/bot/rules
 ENV PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     BIND_HOST=0.0.0.0 \

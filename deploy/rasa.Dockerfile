@@ -11,7 +11,7 @@ RUN npm ci --omit=dev --no-audit --no-fund
 FROM rasa/rasa:3.6.21
 USER root
 # jieba (the Chinese tokenizer) is not in the base image; python-socketio must stay at 5.9.0
-# (5.10+ breaks Rasa 3.6's socket.io rooms, see shared rasa-notes). Versions from our lock.
+# (5.10+ breaks Rasa 3.6's socket.io rooms, see docs/rasa-notes.md). Versions from our lock.
 COPY requirements.lock /tmp/requirements.lock
 RUN pip install --no-cache-dir -c /tmp/requirements.lock \
         jieba python-socketio python-engineio python-stdnum phonenumbers cryptography \

@@ -22,8 +22,7 @@ from stdnum.cn import ric
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.settings import ROOT, Settings  # noqa: E402
-from bot.stack import envfile  # noqa: E402
+from bot import settings as bot_settings  # noqa: E402
 
 
 def id_number(born: dt.date, sequence: int) -> str:
@@ -72,7 +71,7 @@ async def phase(name: str, count: int, concurrency: int, call) -> list:  # type:
 
 
 async def main() -> None:
-    settings = Settings.from_env(envfile.load(ROOT / ".env"))
+    settings = bot_settings.settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=settings.card_service_url)
     parser.add_argument("--token", default=settings.card_service_token)

@@ -121,6 +121,10 @@ def model_fallback_threshold(agent: Any) -> float | None:
 
 
 async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from bot.rasa import patches
+
+    # The model parses as the server parses it (RASA_PATCHES_OFF as for `python -m bot.rasa`).
+    patches.install()
     from rasa.core.agent import Agent
     from rasa.nlu.test import run_evaluation
 

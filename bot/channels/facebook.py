@@ -3,11 +3,12 @@
 Rasa 3.6's `FacebookInput` handles messages and replies as it is; this subclass only
 changes what happens around it:
 
-- credentials.yml can list the channel with empty values (Rasa stops at start-up on an
-  unset `${VAR}`): they are read from FACEBOOK_VERIFY, FACEBOOK_SECRET,
-  FACEBOOK_PAGE_ACCESS_TOKEN and FACEBOOK_API_BASE, and until the three are set the
-  webhook answers 503. Rasa's channel with an empty app secret would accept any body
-  signed with the empty key.
+- It meets the contract in `bot.channels.base`: credentials.yml lists the channel with
+  empty values, read from FACEBOOK_VERIFY, FACEBOOK_SECRET, FACEBOOK_PAGE_ACCESS_TOKEN
+  and FACEBOOK_API_BASE, and until the three are set the webhook answers 503. Rasa's
+  channel with an empty app secret would accept any body signed with the empty key.
+  Replies go through Rasa's own output, `MessengerBot`: a Graph call that fails raises,
+  in a user's turn as in a proactive message.
 - The `X-Hub-Signature-256` (else `X-Hub-Signature`) HMAC is compared in constant time,
   with SHA-256 or SHA-1 only (Rasa's takes the hash name from the header and compares with
   `==`); a bad or missing signature gets 403 instead of a 200 "not validated", an
@@ -23,10 +24,10 @@ import hashlib
 import hmac
 import json
 import logging
-import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 from fbmessenger import MessengerClient
@@ -36,13 +37,10 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.channels.credentials import setting
+from bot.channels.base import HTTP_TIMEOUT_SECONDS, ChannelConfig, ChannelInput
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://graph.facebook.com"
-MAX_BODY_BYTES = 256 * 1024
-HTTP_TIMEOUT_SECONDS = 10.0
 _DIGESTS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
 
 
@@ -72,28 +70,16 @@ def signature_header(headers: Mapping[str, str]) -> str | None:
 
 
 @dataclass(frozen=True)
-class FacebookConfig:
+class FacebookConfig(ChannelConfig):
+    SECTION: ClassVar[str] = "facebook"
+    KEYS: ClassVar[Mapping[str, str]] = {"page_access_token": "page-access-token"}
+    REQUIRED: ClassVar[Mapping[str, re.Pattern[str] | None]] = dict.fromkeys(
+        ("verify", "secret", "page_access_token"))
+
     verify: str = ""
     secret: str = ""
     page_access_token: str = ""
-    base_url: str = DEFAULT_BASE_URL
-
-    @classmethod
-    def from_credentials(cls, credentials: Mapping[str, Any] | None,
-                         env: Mapping[str, str] | None = None) -> FacebookConfig:
-        env = os.environ if env is None else env
-        return cls(
-            verify=setting(credentials, "verify", env, "FACEBOOK_VERIFY"),
-            secret=setting(credentials, "secret", env, "FACEBOOK_SECRET"),
-            page_access_token=setting(credentials, "page-access-token", env,
-                                      "FACEBOOK_PAGE_ACCESS_TOKEN"),
-            base_url=setting(credentials, "base_url", env, "FACEBOOK_API_BASE",
-                             DEFAULT_BASE_URL).rstrip("/"),
-        )
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.verify and self.secret and self.page_access_token)
+    base_url: str = ""
 
 
 class _TimeoutSession(requests.Session):
@@ -117,68 +103,79 @@ class _GraphMessenger(Messenger):
         self.client = graph_client(config)
 
 
-class CheckedFacebookInput(FacebookInput):
+class CheckedFacebookInput(ChannelInput, FacebookInput):
     """`/webhooks/facebook/webhook`."""
+
+    TITLE = "Facebook"
+    # Messenger may put many events into one call.
+    MAX_BODY_BYTES = 256 * 1024
 
     def __init__(self, config: FacebookConfig) -> None:
         super().__init__(config.verify, config.secret, config.page_access_token)
-        self.config = config
+        self.config: FacebookConfig = config
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> CheckedFacebookInput:
         return cls(FacebookConfig.from_credentials(credentials))
 
-    def get_output_channel(self) -> OutputChannel | None:  # type: ignore[override]
-        if not self.config.configured:
-            return None
+    def proactive_output(self) -> OutputChannel:
         return MessengerBot(graph_client(self.config))
 
-    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        facebook = Blueprint("fb_webhook", __name__)
+    # The HTTP side, independent of Sanic so that it can be tested directly -------------
 
-        @facebook.route("/", methods=["GET"])
-        async def health(_: Request) -> HTTPResponse:
-            return response.json({"status": "ok", "configured": self.config.configured})
+    def check_token(self, query: Mapping[str, str]) -> tuple[int, str]:
+        """Facebook's check of the webhook's verify token (GET); the answer is (status, text)."""
+        if refused := self.refusal():
+            return refused
+        given = query.get("hub.verify_token", "")
+        if not hmac.compare_digest(given.encode("utf-8"), self.config.verify.encode()):
+            return 403, "forbidden"
+        return 200, query.get("hub.challenge", "")
+
+    async def receive(self, headers: Mapping[str, str], body: bytes,
+                      metadata: dict[str, Any] | None,
+                      on_new_message: Callable[[UserMessage], Awaitable[Any]]
+                      ) -> tuple[int, str]:
+        """Checks one POST and lets Rasa answer its messages; the answer is (status, text)."""
+        if refused := self.refusal(body):
+            return refused
+        if not signature_valid(self.config.secret, body, signature_header(headers)):
+            log.warning("facebook: refused a request with a bad or missing signature")
+            return 403, "forbidden"
+        try:
+            payload = json.loads(body.decode("utf-8"))
+            entries = payload["entry"]
+            if not isinstance(entries, list) or not all(
+                    isinstance(e, dict) and isinstance(e.get("messaging", []), list)
+                    for e in entries):
+                raise ValueError("entry")
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+            log.warning("facebook: unreadable body (%s)", type(error).__name__)
+            return 400, "bad request"
+        try:
+            await _GraphMessenger(self.config, on_new_message).handle(
+                {"entry": [{"messaging": e.get("messaging", [])} for e in entries]}, metadata)
+        except (KeyError, TypeError, AttributeError, IndexError) as error:
+            log.warning("facebook: message not understood (%s)", type(error).__name__)
+            return 400, "bad request"
+        except requests.RequestException as error:
+            # Facebook resends what we fail; the message itself was fine.
+            log.warning("facebook: Graph API unavailable (%s)", type(error).__name__)
+        return 200, "success"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        facebook = self.webhook_blueprint()
 
         @facebook.route("/webhook", methods=["GET"])
         async def token_verification(request: Request) -> HTTPResponse:
-            if not self.config.configured:
-                return response.text("Facebook channel not configured", status=503)
-            given = request.args.get("hub.verify_token") or ""
-            if not hmac.compare_digest(given.encode("utf-8"), self.config.verify.encode()):
-                return response.text("forbidden", status=403)
-            return response.text(request.args.get("hub.challenge") or "")
+            status, text = self.check_token({name: request.args.get(name) or "" for name in
+                                             ("hub.verify_token", "hub.challenge")})
+            return response.text(text, status=status)
 
         @facebook.route("/webhook", methods=["POST"])
         async def webhook(request: Request) -> HTTPResponse:
-            if not self.config.configured:
-                return response.text("Facebook channel not configured", status=503)
-            body = request.body or b""
-            if len(body) > MAX_BODY_BYTES:
-                return response.text("too large", status=413)
-            if not signature_valid(self.config.secret, body, signature_header(request.headers)):
-                log.warning("facebook: refused a request with a bad or missing signature")
-                return response.text("forbidden", status=403)
-            try:
-                payload = json.loads(body.decode("utf-8"))
-                entries = payload["entry"]
-                if not isinstance(entries, list) or not all(
-                        isinstance(e, dict) and isinstance(e.get("messaging", []), list)
-                        for e in entries):
-                    raise ValueError("entry")
-            except (UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-                log.warning("facebook: unreadable body (%s)", type(error).__name__)
-                return response.text("bad request", status=400)
-            try:
-                await _GraphMessenger(self.config, on_new_message).handle(
-                    {"entry": [{"messaging": e.get("messaging", [])} for e in entries]},
-                    self.get_metadata(request))
-            except (KeyError, TypeError, AttributeError, IndexError) as error:
-                log.warning("facebook: message not understood (%s)", type(error).__name__)
-                return response.text("bad request", status=400)
-            except requests.RequestException as error:
-                # Facebook resends what we fail; the message itself was fine.
-                log.warning("facebook: Graph API unavailable (%s)", type(error).__name__)
-            return response.text("success")
+            status, text = await self.receive(request.headers, request.body or b"",
+                                              self.get_metadata(request), on_new_message)
+            return response.text(text, status=status)
 
         return facebook

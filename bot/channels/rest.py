@@ -7,22 +7,28 @@ all when no token is set. The name stays "rest": the URL is `/webhooks/rest/webh
 
 A body that is not a message is a 400 naming what is wrong, and a message Rasa failed to
 handle is a 503 (send it again), never a 500 or a partial answer.
+
+Of the contract in `bot.channels.base` it needs no configuration (off is 404: the URL is
+then no webhook at all), and keeps Rasa's health route and Rasa's way with proactive
+messages (trigger_intent answers with them).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
+
+from bot.channels.base import ChannelConfig, ChannelInput
 
 log = logging.getLogger(__name__)
 
@@ -71,38 +77,51 @@ def _encodable(text: str) -> bool:
     return True
 
 
-class TokenRestInput(RestInput):
-    """Rasa's REST channel with a bearer token in production."""
+@dataclass(frozen=True)
+class RestConfig(ChannelConfig):
+    """BOT_ENV and REST_TOKEN.
 
-    def __init__(self, production: bool = False, token: str = "") -> None:
-        self.production = production
-        self.token = token
+    >>> RestConfig("Production ", "").production, RestConfig("production", "t").enabled
+    (True, True)
+    >>> RestConfig("production", "").enabled
+    False
+    """
 
-    @classmethod
-    def from_credentials(cls, credentials: dict[str, Any] | None) -> TokenRestInput:
-        return cls.from_env(os.environ)
+    SETTING_NAMES: ClassVar[Mapping[str, str]] = {"token": "rest_token"}
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> TokenRestInput:
-        return cls(
-            production=env.get("BOT_ENV", "").strip().lower() == PRODUCTION,
-            token=env.get("REST_TOKEN", "").strip(),
-        )
+    bot_env: str = ""
+    token: str = ""
+
+    @property
+    def production(self) -> bool:
+        return self.bot_env.strip().lower() == PRODUCTION
 
     @property
     def enabled(self) -> bool:
         return not self.production or bool(self.token)
 
+
+class TokenRestInput(ChannelInput, RestInput):
+    """Rasa's REST channel with a bearer token in production."""
+
+    def __init__(self, config: RestConfig | None = None) -> None:
+        self.config: RestConfig = config or RestConfig()
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> TokenRestInput:
+        return cls(RestConfig.from_credentials(credentials))
+
     def authorized(self, request: Request) -> bool:
         """Outside production every request; in production the bearer token, compared
         in constant time."""
-        if not self.production:
+        if not self.config.production:
             return True
         scheme, _, presented = (request.headers.get("Authorization") or "").partition(" ")
+        token = self.config.token
         return (
-            bool(self.token)
+            bool(token)
             and scheme.lower() == "bearer"
-            and hmac.compare_digest(presented.strip().encode(), self.token.encode())
+            and hmac.compare_digest(presented.strip().encode(), token.encode())
         )
 
     def _extract_input_channel(self, req: Request) -> str:
@@ -112,7 +131,7 @@ class TokenRestInput(RestInput):
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[None]]
     ) -> Blueprint:
-        if not self.enabled:
+        if not self.config.enabled:
             log.warning("REST channel off: BOT_ENV=production and no REST_TOKEN set")
             # Registered but empty: /webhooks/rest/webhook answers 404.
             return Blueprint("rest_webhook_off", __name__)

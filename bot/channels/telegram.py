@@ -16,10 +16,11 @@ What Rasa 3.6's `TelegramInput` gets wrong, and what this subclass does instead:
 - A failed reply is logged, not raised, so the turn is still saved; a failed proactive
   message raises, so the card service tries again (unless retrying cannot help).
 
-Configuration: credentials.yml keys `access_token`, `verify` (the bot's username, only
-for logs), `webhook_url`, `secret_token`, `base_url`; empty values are read from
-TELEGRAM_ACCESS_TOKEN, TELEGRAM_VERIFY, TELEGRAM_WEBHOOK_URL, TELEGRAM_SECRET_TOKEN and
-TELEGRAM_API_BASE. Without a well-formed token and secret the webhook answers 503.
+Configuration (the contract in `bot.channels.base`): credentials.yml keys
+`access_token`, `verify` (the bot's username, only for logs), `webhook_url`,
+`secret_token`, `base_url`; empty values are read from TELEGRAM_ACCESS_TOKEN,
+TELEGRAM_VERIFY, TELEGRAM_WEBHOOK_URL, TELEGRAM_SECRET_TOKEN and TELEGRAM_API_BASE.
+Without a well-formed token and secret the webhook answers 503.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from aiogram.bot.api import TelegramAPIServer
@@ -43,23 +43,15 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.channels.credentials import setting
-from bot.channels.user_text import user_text
-from bot.channels.wechat import GREETING
+from bot.channels.base import HTTP_TIMEOUT_SECONDS, ChannelConfig, ChannelInput, ChannelOutput
+from bot.channels.text import GREETING, MAX_CHARACTERS, user_text
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.telegram.org"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
-MAX_BODY_BYTES = 64 * 1024
-HTTP_TIMEOUT_SECONDS = 10.0
-MAX_MESSAGE_CHARACTERS = 4096
 # Only these updates are asked for; others are acknowledged and ignored.
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 REGISTER_DELAYS_SECONDS = (2, 5, 15, 30, 60, 120, 300)
-
-_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{20,}")
-_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")  # setWebhook allows 1-256; we want entropy
 
 
 def secret_valid(expected: str, presented: str | None) -> bool:
@@ -136,7 +128,7 @@ def parse_update(update: Any) -> Inbound | None:
     return Inbound(str(chat_id), text, _language(user))
 
 
-def split_message(text: str, limit: int = MAX_MESSAGE_CHARACTERS) -> list[str]:
+def split_message(text: str, limit: int = MAX_CHARACTERS) -> list[str]:
     """Telegram takes at most 4096 characters a message.
 
     >>> [len(part) for part in split_message("a" * 5000)]
@@ -146,41 +138,36 @@ def split_message(text: str, limit: int = MAX_MESSAGE_CHARACTERS) -> list[str]:
 
 
 @dataclass(frozen=True)
-class TelegramConfig:
+class TelegramConfig(ChannelConfig):
+    """Served only with a well-formed token and a strong secret.
+
+    >>> TelegramConfig(access_token="123:" + "a" * 30, secret_token="short").missing
+    ('secret_token',)
+    """
+
+    SECTION: ClassVar[str] = "telegram"
+    REQUIRED: ClassVar[Mapping[str, re.Pattern[str] | None]] = {
+        "access_token": re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{20,}"),
+        # setWebhook allows 1-256 characters; we want entropy.
+        "secret_token": re.compile(r"[A-Za-z0-9_-]{16,256}"),
+    }
+
     access_token: str = ""
     verify: str = ""
     webhook_url: str = ""
     secret_token: str = ""
-    base_url: str = DEFAULT_BASE_URL
-
-    @classmethod
-    def from_credentials(cls, credentials: Mapping[str, Any] | None,
-                         env: Mapping[str, str] | None = None) -> TelegramConfig:
-        env = os.environ if env is None else env
-        return cls(
-            access_token=setting(credentials, "access_token", env, "TELEGRAM_ACCESS_TOKEN"),
-            verify=setting(credentials, "verify", env, "TELEGRAM_VERIFY"),
-            webhook_url=setting(credentials, "webhook_url", env, "TELEGRAM_WEBHOOK_URL"),
-            secret_token=setting(credentials, "secret_token", env, "TELEGRAM_SECRET_TOKEN"),
-            base_url=setting(credentials, "base_url", env, "TELEGRAM_API_BASE",
-                             DEFAULT_BASE_URL).rstrip("/"),
-        )
-
-    @property
-    def configured(self) -> bool:
-        return bool(_TOKEN.fullmatch(self.access_token) and _SECRET.fullmatch(self.secret_token))
+    base_url: str = ""
 
 
 # Retrying cannot help: the user blocked the bot, or the chat is gone or unknown.
 PERMANENT_ERRORS = (exceptions.Unauthorized, exceptions.BadRequest)
 
 
-class BotApiOutput(TelegramOutput):
+class BotApiOutput(ChannelOutput, TelegramOutput):
     """Rasa's Telegram output against a configurable Bot API server, with a timeout.
 
     Made inside the running loop (aiogram's HTTP session belongs to the loop that first
-    uses it) and kept for the process. `raise_errors` as in the WeChat channel: a reply
-    in a user's turn must not fail the turn, a proactive message must fail to be retried.
+    uses it) and kept for the process.
     """
 
     def __init__(self, config: TelegramConfig, raise_errors: bool = False) -> None:
@@ -194,13 +181,10 @@ class BotApiOutput(TelegramOutput):
         try:
             await send
         except PERMANENT_ERRORS as error:
-            log.warning("telegram: message to chat %s refused: %s", recipient_id, error)
+            self.undelivered(f"chat {recipient_id}", error, str(error), retry_helps=False)
         except (exceptions.TelegramAPIError, aiohttp.ClientError,
                 asyncio.TimeoutError) as error:
-            log.warning("telegram: message to chat %s not sent (%s)", recipient_id,
-                        type(error).__name__)
-            if self.raise_errors:
-                raise
+            self.undelivered(f"chat {recipient_id}", error)
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
         for part in text.strip().split("\n\n"):
@@ -218,13 +202,6 @@ class BotApiOutput(TelegramOutput):
     async def send_image_url(self, recipient_id: str, image: str, **kwargs: Any) -> None:
         await self._guarded(recipient_id, super().send_image_url(recipient_id, image))
 
-    async def send_custom_json(self, recipient_id: str, json_message: dict[str, Any],
-                               **kwargs: Any) -> None:
-        # Custom payloads are meant for the web page; Telegram gets their text, if any.
-        text = json_message.get("text") if isinstance(json_message, dict) else None
-        if isinstance(text, str) and text:
-            await self.send_text_message(recipient_id, text)
-
     async def register_webhook(self, url: str, secret: str) -> bool:
         """setWebhook with our secret; False (logged) when the Bot API says no or is away."""
         try:
@@ -241,13 +218,15 @@ class BotApiOutput(TelegramOutput):
         return True
 
 
-class SecretTelegramInput(TelegramInput):
+class SecretTelegramInput(ChannelInput, TelegramInput):
     """`/webhooks/telegram/webhook`, authenticated by the webhook's secret token."""
+
+    TITLE = "Telegram"
 
     def __init__(self, config: TelegramConfig) -> None:
         super().__init__(config.access_token, config.verify, config.webhook_url,
                          debug_mode=False)
-        self.config = config
+        self.config: TelegramConfig = config
         self._outputs: dict[bool, BotApiOutput] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -260,10 +239,8 @@ class SecretTelegramInput(TelegramInput):
             self._outputs[raise_errors] = BotApiOutput(self.config, raise_errors)
         return self._outputs[raise_errors]
 
-    def get_output_channel(self) -> OutputChannel | None:  # type: ignore[override]
-        """For trigger_intent: no set_webhook here (Rasa's runs asyncio.run in a loop)."""
-        if not self.config.configured:
-            return None
+    def proactive_output(self) -> OutputChannel:
+        # No set_webhook here (Rasa's get_output_channel runs asyncio.run in a loop).
         return self.output(raise_errors=True)
 
     async def register_webhook(self) -> None:
@@ -282,10 +259,8 @@ class SecretTelegramInput(TelegramInput):
                       on_new_message: Callable[[UserMessage], Awaitable[Any]]
                       ) -> tuple[int, str]:
         """Checks one update and lets Rasa answer it; the answer is (status, text)."""
-        if not self.config.configured:
-            return 503, "Telegram channel not configured"
-        if len(body) > MAX_BODY_BYTES:
-            return 413, "too large"
+        if refused := self.refusal(body):
+            return refused
         if not secret_valid(self.config.secret_token, headers.get(SECRET_HEADER)):
             log.warning("telegram: refused an update without the webhook's secret token")
             return 403, "forbidden"
@@ -294,26 +269,13 @@ class SecretTelegramInput(TelegramInput):
         except (UnicodeDecodeError, ValueError) as error:  # BadUpdate and bad JSON
             log.warning("telegram: unreadable update: %s", type(error).__name__)
             return 400, "bad request"
-        if inbound is None:
-            return 200, "success"
-        metadata: dict[str, Any] = {"channel": self.name()}
-        if inbound.language:
-            metadata["language"] = inbound.language
-        try:
-            await on_new_message(UserMessage(
-                inbound.text, self.output(), inbound.chat_id, input_channel=self.name(),
-                metadata=metadata))
-        except Exception:
-            # Telegram would resend the update again and again; the error is ours.
-            log.exception("telegram: update from chat %s failed", inbound.chat_id)
+        if inbound is not None:
+            await self.hand_over(on_new_message, inbound.text, self.output(), inbound.chat_id,
+                                 f"chat {inbound.chat_id}", inbound.language)
         return 200, "success"
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        telegram = Blueprint("telegram_webhook", __name__)
-
-        @telegram.route("/", methods=["GET"])
-        async def health(_: Request) -> HTTPResponse:
-            return response.json({"status": "ok", "configured": self.config.configured})
+        telegram = self.webhook_blueprint()
 
         @telegram.route("/webhook", methods=["POST"])
         async def webhook(request: Request) -> HTTPResponse:
@@ -327,8 +289,6 @@ class SecretTelegramInput(TelegramInput):
                 task = asyncio.create_task(self.register_webhook())
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            else:
-                log.info("telegram: not configured; the webhook answers 503")
 
         @telegram.listener("before_server_stop")
         async def stop(*_: Any) -> None:

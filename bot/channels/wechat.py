@@ -16,10 +16,11 @@ messages reach a user only within 48 hours of their last message to the account;
 "card ready" notice later than that is refused by WeChat (errcode 45015) and logged,
 since template or subscription messages are not implemented.
 
-Configuration: credentials.yml keys `token`, `app_id`, `app_secret`, `base_url`; empty
-values are read from WECHAT_TOKEN, WECHAT_APP_ID, WECHAT_APP_SECRET and WECHAT_API_BASE,
-and without a token, app id and secret the webhook answers 503. Redis (REDIS_URL) holds
-the access token, the seen messages and the numbered buttons.
+Configuration (the contract in `bot.channels.base`): credentials.yml keys `token`,
+`app_id`, `app_secret`, `base_url`; empty values are read from WECHAT_TOKEN,
+WECHAT_APP_ID, WECHAT_APP_SECRET and WECHAT_API_BASE, and without a token, app id and
+secret the webhook answers 503. Redis (REDIS_URL) holds the access token, the seen
+messages and the numbered buttons.
 """
 
 from __future__ import annotations
@@ -29,36 +30,38 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 from xml.parsers import expat
 
 import aiohttp
 import redis.asyncio as aioredis
-from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from rasa.core.channels.channel import OutputChannel, UserMessage
 from redis.exceptions import RedisError
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import redis as bot_redis
+from bot.channels.base import (
+    HTTP_TIMEOUT_SECONDS,
+    MAX_BODY_BYTES,
+    ChannelConfig,
+    ChannelInput,
+    ChannelOutput,
+)
 from bot.channels.buttons import ButtonMemory
-from bot.channels.credentials import setting
-from bot.settings import Settings
+from bot.channels.text import GREETING, typed
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.weixin.qq.com"
-MAX_BODY_BYTES = 64 * 1024
 MAX_CLOCK_SKEW_SECONDS = 300
 # Longer than WeChat's retries (three within about 15 s) and than the clock-skew window,
 # so neither a retry nor a replayed signature is processed twice.
 SEEN_SECONDS = 2 * MAX_CLOCK_SKEW_SECONDS + 60
-HTTP_TIMEOUT_SECONDS = 10.0
 # Refresh the access token this long before WeChat says it expires.
 TOKEN_MARGIN_SECONDS = 300
 TOKEN_LOCK_SECONDS = 15
@@ -66,7 +69,6 @@ TOKEN_LOCK_SECONDS = 15
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 # WeChat's limit for one customer-service text is 2048 bytes.
 MAX_TEXT_BYTES = 2000
-GREETING = "/greet"
 TEXT_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
@@ -183,53 +185,6 @@ class Inbound:
         return cls(openid, msg_type, text, dedupe_key, language)
 
 
-def typed(text: str) -> str | None:
-    """What a user typed, never read as a Rasa payload: a leading "/" would let anyone
-    name an intent and its entities directly (buttons are mapped by number instead).
-
-    >>> typed('/inform{"city": "北京"}')
-    'inform{"city": "北京"}'
-    """
-    return text.strip().lstrip("/").strip() or None
-
-
-def render_buttons(text: str, buttons: list[dict[str, Any]]) -> tuple[str, list[str]]:
-    """WeChat text has no buttons: a numbered list, and the payloads in the same order.
-
-    >>> render_buttons("Report?", [{"title": "Yes", "payload": "/affirm"},
-    ...                            {"title": "No", "payload": "/deny"}])
-    ('Report?\\n\\n1. Yes\\n2. No', ['/affirm', '/deny'])
-    """
-    lines = [text] if text else []
-    if buttons:
-        options = [f"{n}. {button.get('title', '')}" for n, button in enumerate(buttons, 1)]
-        lines.append("\n".join(options))
-    return "\n\n".join(lines), [str(button.get("payload", "")) for button in buttons]
-
-
-_CHOICE = re.compile(r"^\s*(\d{1,2})\s*[.、)）]?\s*$")
-
-
-def chosen_payload(answer: str, payloads: list[str], titles: list[str] | None = None) -> str | None:
-    """The payload a user picked by typing a button's number (or its title), else None.
-
-    >>> chosen_payload("２", ["/affirm", "/deny"])
-    '/deny'
-    >>> chosen_payload("3", ["/affirm", "/deny"]) is None
-    True
-    """
-    normal = unicodedata.normalize("NFKC", answer).strip()
-    match = _CHOICE.match(normal)
-    if match:
-        index = int(match.group(1)) - 1
-        return payloads[index] if 0 <= index < len(payloads) and payloads[index] else None
-    for title, payload in zip(titles or [], payloads, strict=False):
-        if title and payload and normal.casefold() == unicodedata.normalize(
-                "NFKC", title).strip().casefold():
-            return payload
-    return None
-
-
 def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
     """Pieces of at most `limit` UTF-8 bytes, cut between lines where possible."""
     pieces: list[str] = []
@@ -262,30 +217,22 @@ def masked(openid: str) -> str:
 
 
 @dataclass(frozen=True)
-class WeChatConfig:
+class WeChatConfig(ChannelConfig):
+    """Served with a token, an app id and its secret.
+
+    >>> WeChatConfig(token="t", app_id="wx1").missing
+    ('app_secret',)
+    """
+
+    SECTION: ClassVar[str] = "wechat"
+    REQUIRED: ClassVar[Mapping[str, re.Pattern[str] | None]] = dict.fromkeys(
+        ("token", "app_id", "app_secret"))
+
     token: str = ""
     app_id: str = ""
     app_secret: str = ""
-    base_url: str = DEFAULT_BASE_URL
-    redis_url: str = field(default_factory=lambda: Settings.from_env().redis_url)
-
-    @classmethod
-    def from_credentials(cls, credentials: Mapping[str, Any] | None,
-                         env: Mapping[str, str] | None = None) -> WeChatConfig:
-        """credentials.yml values, each falling back to its environment variable."""
-        env = os.environ if env is None else env
-        return cls(
-            token=setting(credentials, "token", env, "WECHAT_TOKEN"),
-            app_id=setting(credentials, "app_id", env, "WECHAT_APP_ID"),
-            app_secret=setting(credentials, "app_secret", env, "WECHAT_APP_SECRET"),
-            base_url=setting(credentials, "base_url", env, "WECHAT_API_BASE",
-                             DEFAULT_BASE_URL).rstrip("/"),
-            redis_url=Settings.from_env(dict(env)).redis_url,
-        )
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.token and self.app_id and self.app_secret)
+    base_url: str = ""
+    redis_url: str = ""
 
 
 # --- WeChat's API and the shared state in Redis ----------------------------------------
@@ -314,7 +261,7 @@ class WeChatApi:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
         self._redis: aioredis.Redis | None = None
-        self._prefix = f"wechat:{config.app_id}"
+        self._prefix = f"{bot_redis.WECHAT}{config.app_id}"
         self.buttons = ButtonMemory(config.redis_url, self._prefix)
 
     @property
@@ -327,9 +274,8 @@ class WeChatApi:
     @property
     def redis(self) -> aioredis.Redis:
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(
-                self.config.redis_url, decode_responses=True, socket_timeout=5,
-                socket_connect_timeout=5)
+            self._redis = bot_redis.async_client(self.config.redis_url, "store",
+                                                 decode_responses=True)
         return self._redis
 
     async def close(self) -> None:
@@ -346,14 +292,6 @@ class WeChatApi:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
         return bool(await self.redis.set(f"{self._prefix}:seen:{kind}:{digest}", "1",
                                           nx=True, ex=SEEN_SECONDS))
-
-    # Numbered buttons ------------------------------------------------------------------
-
-    async def remember_buttons(self, openid: str, buttons: list[dict[str, Any]]) -> None:
-        await self.buttons.remember(openid, buttons)
-
-    async def take_buttons(self, openid: str) -> list[dict[str, str]]:
-        return await self.buttons.take(openid)
 
     # Access token ----------------------------------------------------------------------
 
@@ -428,12 +366,8 @@ class WeChatApi:
 # --- Rasa's channel classes ------------------------------------------------------------
 
 
-class WeChatOutput(OutputChannel):
-    """Bot messages as customer-service texts; buttons as a numbered list.
-
-    `raise_errors`: a turn the user started must not fail on a lost reply (Rasa would not
-    save the turn), while a proactive message should fail so that its sender retries.
-    """
+class WeChatOutput(ChannelOutput):
+    """Bot messages as customer-service texts; buttons as a numbered list."""
 
     def __init__(self, api: WeChatApi, raise_errors: bool = False):
         self.api = api
@@ -444,53 +378,35 @@ class WeChatOutput(OutputChannel):
         return "wechat"
 
     async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
-        await self._deliver(recipient_id, text)
+        try:
+            await self.api.send_text(recipient_id, text)
+        except WeChatApiError as error:
+            self.undelivered(masked(recipient_id), error, f"errcode {error.errcode}",
+                             retry_helps=error.errcode not in PERMANENT_ERRORS)
+        except (aiohttp.ClientError, asyncio.TimeoutError, RedisError, ValueError) as error:
+            # ValueError: an answer that is not JSON (a proxy's error page, say).
+            self.undelivered(masked(recipient_id), error)
 
     async def send_text_with_buttons(self, recipient_id: str, text: str,
                                      buttons: list[dict[str, Any]], **kwargs: Any) -> None:
-        rendered, _ = render_buttons(text, buttons)
-        try:
-            await self.api.remember_buttons(recipient_id, buttons)
-        except RedisError as error:  # the list still reads as a list; numbers go to NLU
-            log.warning("wechat: buttons for %s not kept (%s)", masked(recipient_id),
-                        type(error).__name__)
-        await self._deliver(recipient_id, rendered)
+        await self.send_text_message(recipient_id, await self.api.buttons.shown(
+            recipient_id, text, buttons, masked(recipient_id)))
 
     async def send_image_url(self, recipient_id: str, image: str, **kwargs: Any) -> None:
         # An image would first have to be uploaded as WeChat media: send its link.
-        await self._deliver(recipient_id, image)
+        await self.send_text_message(recipient_id, image)
 
     async def send_attachment(self, recipient_id: str, attachment: Any, **kwargs: Any) -> None:
-        await self._deliver(recipient_id, str(attachment))
-
-    async def send_custom_json(self, recipient_id: str, json_message: dict[str, Any],
-                               **kwargs: Any) -> None:
-        # Custom payloads are meant for the web page; a user must not see raw JSON.
-        text = json_message.get("text") if isinstance(json_message, dict) else None
-        if isinstance(text, str) and text:
-            await self._deliver(recipient_id, text)
-
-    async def _deliver(self, openid: str, text: str) -> None:
-        try:
-            await self.api.send_text(openid, text)
-        except WeChatApiError as error:
-            log.warning("wechat: message to %s refused: errcode %s", masked(openid),
-                        error.errcode)
-            if self.raise_errors and error.errcode not in PERMANENT_ERRORS:
-                raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, RedisError, ValueError) as error:
-            # ValueError: an answer that is not JSON (a proxy's error page, say).
-            log.warning("wechat: message to %s not sent (%s)", masked(openid),
-                        type(error).__name__)
-            if self.raise_errors:
-                raise
+        await self.send_text_message(recipient_id, str(attachment))
 
 
-class WeChatInput(InputChannel):
+class WeChatInput(ChannelInput):
     """`/webhooks/wechat/webhook`: WeChat's URL check (GET) and messages (POST)."""
 
+    TITLE = "WeChat"
+
     def __init__(self, config: WeChatConfig):
-        self.config = config
+        self.config: WeChatConfig = config
         self.api = WeChatApi(config)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -502,16 +418,14 @@ class WeChatInput(InputChannel):
     def from_credentials(cls, credentials: dict[str, Any] | None) -> WeChatInput:
         return cls(WeChatConfig.from_credentials(credentials))
 
-    def get_output_channel(self) -> OutputChannel | None:
-        if not self.config.configured:
-            return None
+    def proactive_output(self) -> OutputChannel:
         return WeChatOutput(self.api, raise_errors=True)
 
     # The HTTP side, independent of Sanic so that it can be tested directly -------------
 
     def check_url(self, query: Mapping[str, str]) -> tuple[int, str]:
-        if not self.config.configured:
-            return 503, "WeChat channel not configured"
+        if refused := self.refusal():
+            return refused
         if not signature_valid(self.config.token, query):
             return 403, "forbidden"
         return 200, query.get("echostr", "")
@@ -519,10 +433,8 @@ class WeChatInput(InputChannel):
     async def receive(self, query: Mapping[str, str], body: bytes,
                       on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> tuple[int, str]:
         """Checks one POST and starts its processing; the answer is (status, text)."""
-        if not self.config.configured:
-            return 503, "WeChat channel not configured"
-        if len(body) > MAX_BODY_BYTES:
-            return 413, "too large"
+        if refused := self.refusal(body):
+            return refused
         if not signature_valid(self.config.token, query):
             log.warning("wechat: refused a request with a bad or stale signature")
             return 403, "forbidden"
@@ -554,38 +466,16 @@ class WeChatInput(InputChannel):
 
     async def _process(self, message: Inbound,
                        on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
-        text = message.text or ""
-        try:
-            buttons = await self.api.take_buttons(message.openid)
-        except RedisError as error:
-            log.warning("wechat: buttons unavailable (%s)", type(error).__name__)
-            buttons = []
-        if buttons:
-            payload = chosen_payload(text, [b["payload"] for b in buttons],
-                                     [b["title"] for b in buttons])
-            text = payload or text
-        metadata: dict[str, Any] = {"channel": self.name()}
-        if message.language:
-            metadata["language"] = message.language
-        user_message = UserMessage(
-            text, WeChatOutput(self.api), message.openid,
-            input_channel=self.name(), metadata=metadata,
-        )
-        try:
-            await on_new_message(user_message)
-        except Exception:
-            log.exception("wechat: message from %s failed", masked(message.openid))
+        text = await self.api.buttons.answered(message.openid, message.text or "")
+        await self.hand_over(on_new_message, text, WeChatOutput(self.api), message.openid,
+                             masked(message.openid), message.language)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        wechat = Blueprint("wechat_webhook", __name__)
+        wechat = self.webhook_blueprint()
 
         def query_of(request: Request) -> dict[str, str]:
             return {name: request.args.get(name, "") for name in
                     ("signature", "timestamp", "nonce", "echostr")}
-
-        @wechat.route("/", methods=["GET"])
-        async def health(_: Request) -> HTTPResponse:
-            return response.json({"status": "ok", "configured": self.config.configured})
 
         @wechat.route("/webhook", methods=["GET"])
         async def url_check(request: Request) -> HTTPResponse:

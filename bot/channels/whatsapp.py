@@ -17,26 +17,26 @@ What this subclass adds over Rasa 3.6's `TwilioInput`:
   (WhatsApp takes free-form messages only within 24 hours of the user's last one).
 - Phone numbers are masked in our logs.
 
-Configuration: credentials.yml keys `account_sid`, `auth_token`, `twilio_number`
-(`whatsapp:+14155238886`), `webhook_url`, `base_url`; empty values are read from
-TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_NUMBER, TWILIO_WEBHOOK_URL and
-TWILIO_API_BASE. Without an account, token and number the webhook answers 503.
+Configuration (the contract in `bot.channels.base`): credentials.yml keys `account_sid`,
+`auth_token`, `twilio_number` (`whatsapp:+14155238886`), `webhook_url`, `base_url`; empty
+values are read from TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_NUMBER,
+TWILIO_WEBHOOK_URL and TWILIO_API_BASE. Without an account, token and number the webhook
+answers 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 import aiohttp
 from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.core.channels.twilio import TwilioInput, TwilioOutput
-from redis.exceptions import RedisError
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
@@ -44,19 +44,21 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 
+from bot import redis as bot_redis
+from bot.channels.base import (
+    HTTP_TIMEOUT_SECONDS,
+    MAX_BODY_BYTES,
+    ChannelConfig,
+    ChannelInput,
+    ChannelOutput,
+)
 from bot.channels.buttons import ButtonMemory
-from bot.channels.credentials import setting
-from bot.channels.user_text import user_text
-from bot.channels.wechat import chosen_payload, render_buttons
+from bot.channels.text import user_text
 from bot.rules.identity import mask
-from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.twilio.com"
 SIGNATURE_HEADER = "X-Twilio-Signature"
-MAX_BODY_BYTES = 64 * 1024
-HTTP_TIMEOUT_SECONDS = 10.0
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -108,34 +110,22 @@ def masked(address: str) -> str:
 
 
 @dataclass(frozen=True)
-class TwilioConfig:
+class TwilioConfig(ChannelConfig):
+    SECTION: ClassVar[str] = "twilio"
+    SETTING_NAMES: ClassVar[Mapping[str, str]] = {
+        **ChannelConfig.SETTING_NAMES, "twilio_number": "number"}
+    REQUIRED: ClassVar[Mapping[str, re.Pattern[str] | None]] = dict.fromkeys(
+        ("account_sid", "auth_token", "twilio_number"))
+
     account_sid: str = ""
     auth_token: str = ""
     twilio_number: str = ""
     webhook_url: str = ""
-    base_url: str = DEFAULT_BASE_URL
-    redis_url: str = field(default_factory=lambda: Settings.from_env().redis_url)
-
-    @classmethod
-    def from_credentials(cls, credentials: Mapping[str, Any] | None,
-                         env: Mapping[str, str] | None = None) -> TwilioConfig:
-        env = os.environ if env is None else env
-        return cls(
-            account_sid=setting(credentials, "account_sid", env, "TWILIO_ACCOUNT_SID"),
-            auth_token=setting(credentials, "auth_token", env, "TWILIO_AUTH_TOKEN"),
-            twilio_number=setting(credentials, "twilio_number", env, "TWILIO_NUMBER"),
-            webhook_url=setting(credentials, "webhook_url", env, "TWILIO_WEBHOOK_URL"),
-            base_url=setting(credentials, "base_url", env, "TWILIO_API_BASE",
-                             DEFAULT_BASE_URL).rstrip("/"),
-            redis_url=Settings.from_env(dict(env)).redis_url,
-        )
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.account_sid and self.auth_token and self.twilio_number)
+    base_url: str = ""
+    redis_url: str = ""
 
 
-class AsyncTwilioOutput(TwilioOutput):
+class AsyncTwilioOutput(ChannelOutput, TwilioOutput):
     """Rasa's Twilio output sending through Twilio's aiohttp client."""
 
     def __init__(self, config: TwilioConfig, http_client: AsyncTwilioHttpClient,
@@ -152,45 +142,31 @@ class AsyncTwilioOutput(TwilioOutput):
         try:
             return await self.messages.create_async(**message_data)
         except TwilioRestException as error:
-            log.warning("whatsapp: message to %s refused: HTTP %s, code %s",
-                        masked(recipient), error.status, error.code)
             # 4xx other than 429: a bad number, or outside WhatsApp's 24-hour window.
-            if self.raise_errors and (error.status >= 500 or error.status == 429):
-                raise
+            self.undelivered(masked(recipient), error,
+                             f"HTTP {error.status}, code {error.code}",
+                             retry_helps=error.status >= 500 or error.status == 429)
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            log.warning("whatsapp: message to %s not sent (%s)", masked(recipient),
-                        type(error).__name__)
-            if self.raise_errors:
-                raise
+            self.undelivered(masked(recipient), error)
         return None
 
     async def send_text_with_buttons(self, recipient_id: str, text: str,
                                      buttons: list[dict[str, Any]], **kwargs: Any) -> None:
-        rendered, _ = render_buttons(text, buttons)
-        try:
-            await self.buttons.remember(recipient_id, buttons)
-        except RedisError as error:  # the list still reads as a list; numbers go to NLU
-            log.warning("whatsapp: buttons for %s not kept (%s)", masked(recipient_id),
-                        type(error).__name__)
+        rendered = await self.buttons.shown(recipient_id, text, buttons, masked(recipient_id))
         await self._send_message({"to": recipient_id, "from_": self.twilio_number,
                                   "body": rendered})
 
-    async def send_custom_json(self, recipient_id: str, json_message: dict[str, Any],
-                               **kwargs: Any) -> None:
-        # Custom payloads are meant for the web page; WhatsApp gets their text, if any.
-        text = json_message.get("text") if isinstance(json_message, dict) else None
-        if isinstance(text, str) and text:
-            await self.send_text_message(recipient_id, text)
 
-
-class SignedTwilioInput(TwilioInput):
+class SignedTwilioInput(ChannelInput, TwilioInput):
     """`/webhooks/whatsapp/webhook`: form posts from Twilio, signature checked."""
+
+    TITLE = "WhatsApp"
 
     def __init__(self, config: TwilioConfig) -> None:
         super().__init__(config.account_sid, config.auth_token, config.twilio_number,
                          debug_mode=False)
-        self.config = config
-        self.buttons = ButtonMemory(config.redis_url, "whatsapp")
+        self.config: TwilioConfig = config
+        self.buttons = ButtonMemory(config.redis_url, bot_redis.WHATSAPP)
         self._http: AsyncTwilioHttpClient | None = None
 
     @classmethod
@@ -206,19 +182,15 @@ class SignedTwilioInput(TwilioInput):
             self._http = AsyncTwilioHttpClient(timeout=HTTP_TIMEOUT_SECONDS)
         return AsyncTwilioOutput(self.config, self._http, self.buttons, raise_errors)
 
-    def get_output_channel(self) -> OutputChannel | None:  # type: ignore[override]
-        if not self.config.configured:
-            return None
+    def proactive_output(self) -> OutputChannel:
         return self.output(raise_errors=True)
 
     async def receive(self, url: str, headers: Mapping[str, str], body: bytes,
                       on_new_message: Callable[[UserMessage], Awaitable[Any]]
                       ) -> tuple[int, str]:
         """Checks one webhook call and lets Rasa answer it; the answer is (status, text)."""
-        if not self.config.configured:
-            return 503, "WhatsApp channel not configured"
-        if len(body) > MAX_BODY_BYTES:
-            return 413, "too large"
+        if refused := self.refusal(body):
+            return refused
         try:
             form = parse_form(body)
         except BadForm as error:
@@ -231,30 +203,13 @@ class SignedTwilioInput(TwilioInput):
             return 403, "forbidden"
         sender = (form.get("From") or [""])[0]
         text = user_text((form.get("Body") or [""])[0])
-        if not sender or text is None:  # media without a caption, status callbacks
-            return 200, EMPTY_TWIML
-        try:
-            shown = await self.buttons.take(sender)
-        except RedisError as error:
-            log.warning("whatsapp: buttons unavailable (%s)", type(error).__name__)
-            shown = []
-        if shown:
-            text = chosen_payload(text, [b["payload"] for b in shown],
-                                  [b["title"] for b in shown]) or text
-        try:
-            await on_new_message(UserMessage(
-                text, self.output(), sender, input_channel=self.name(),
-                metadata={"channel": self.name()}))
-        except Exception:
-            log.exception("whatsapp: message from %s failed", masked(sender))
+        if sender and text is not None:  # not media without a caption, nor a status callback
+            text = await self.buttons.answered(sender, text)
+            await self.hand_over(on_new_message, text, self.output(), sender, masked(sender))
         return 200, EMPTY_TWIML
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        whatsapp = Blueprint("whatsapp_webhook", __name__)
-
-        @whatsapp.route("/", methods=["GET"])
-        async def health(_: Request) -> HTTPResponse:
-            return response.json({"status": "ok", "configured": self.config.configured})
+        whatsapp = self.webhook_blueprint()
 
         @whatsapp.route("/webhook", methods=["POST"])
         async def webhook(request: Request) -> HTTPResponse:

@@ -1,9 +1,6 @@
-"""`python -m bot.rasa run ...`: Rasa's own command line with our patches installed."""
-
-import sys
+"""`python -m bot.rasa <rasa command>`: Rasa's command line with the enabled patches."""
 
 from bot.rasa.server import main
 
 if __name__ == "__main__":
-    sys.argv[0] = "rasa"
     main()

@@ -28,12 +28,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis
-import redis.asyncio
 from rasa.core.lock import Ticket, TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
 from rasa.utils.endpoints import EndpointConfig
+
+from bot import redis as bot_redis
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,6 @@ log = logging.getLogger(__name__)
 WAIT_SECONDS = 0.05
 # Ticket numbers must not come round again while a waiter may still hold an old one.
 COUNTER_SECONDS = 24 * 3600
-SOCKET_TIMEOUT_SECONDS = 10.0
 RELEASE_RETRY_SECONDS = 0.5
 
 # Shared by every script: Redis's time in ms, and dropping tickets whose time is up.
@@ -120,7 +121,7 @@ class AtomicRedisLockStore(LockStore):
         password: str | None = None,
         use_ssl: bool = False,
         key_prefix: str | None = None,
-        socket_timeout: float = SOCKET_TIMEOUT_SECONDS,
+        socket_timeout: float | None = None,
         endpoint_config: EndpointConfig | None = None,
     ) -> None:
         if endpoint_config is not None:
@@ -135,20 +136,23 @@ class AtomicRedisLockStore(LockStore):
             password = settings.get("password", password)
             use_ssl = str(settings.get("use_ssl", use_ssl)).lower() in ("true", "1", "yes")
             key_prefix = settings.get("key_prefix", key_prefix)
-            socket_timeout = float(settings.get("socket_timeout", socket_timeout))
-        self._connection = dict(
-            host=host, port=int(port), db=int(db), password=password or None, ssl=use_ssl,
-            socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
-        )
-        self.red = redis.Redis(**self._connection)  # type: ignore[arg-type]
+            socket_timeout = settings.get("socket_timeout", socket_timeout)
+        self._url = bot_redis.endpoint_url(host, port, db, ssl=use_ssl)
+        # Without a socket_timeout of its own, the "lock" role's.
+        self._options: dict[str, Any] = {"password": password or None}
+        if socket_timeout is not None:
+            self._options.update(socket_timeout=float(socket_timeout),
+                                 socket_connect_timeout=float(socket_timeout))
+        self.red = bot_redis.client(self._url, "lock", **self._options)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, redis.commands.core.AsyncScript] = {}
         prefix = str(key_prefix) if key_prefix and str(key_prefix).isalnum() else ""
         if key_prefix and not prefix:
             log.warning("lock store: key prefix %r is not alphanumeric; not used", key_prefix)
         # Apart from Rasa's "lock:" keys, whose JSON values a running old version may hold.
-        self._tickets_prefix = f"{prefix}:tickets:" if prefix else "tickets:"
-        self._counter_prefix = f"{prefix}:ticket_counter:" if prefix else "ticket_counter:"
+        scope = f"{prefix}:" if prefix else ""
+        self._tickets_prefix = scope + bot_redis.LOCK_TICKETS
+        self._counter_prefix = scope + bot_redis.LOCK_COUNTER
         self._issue = self.red.register_script(_ISSUE)
         self._check = self.red.register_script(_CHECK)
         self._release = self.red.register_script(_RELEASE)
@@ -164,7 +168,7 @@ class AtomicRedisLockStore(LockStore):
         # store under several loops in turn gets a client for each.
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            client = redis.asyncio.Redis(**self._connection)  # type: ignore[arg-type]
+            client = bot_redis.async_client(self._url, "lock", **self._options)
             self._scripts = {name: client.register_script(source) for name, source in
                              (("issue", _ISSUE), ("check", _CHECK), ("release", _RELEASE))}
             self._loop = loop

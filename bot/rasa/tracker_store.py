@@ -32,10 +32,9 @@ from rasa.shared.core.trackers import (
     get_trackers_for_conversation_sessions,
 )
 
+from bot import redis as bot_redis
 from bot.rasa.fast_json import dumps, loads
 
-# A Redis that stops answering fails the turn (the channel says so) instead of hanging it.
-SOCKET_TIMEOUT_SECONDS = 10.0
 # Conversations whose last read is remembered for the save that ends their turn: more than
 # one Rasa process has turns in flight at once; an entry pushed out only costs a full save.
 REMEMBERED_READS = 256
@@ -77,11 +76,12 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
         super().__init__(domain, host=host, port=port, db=db, username=username,
                          password=password, use_ssl=use_ssl, ssl_keyfile=ssl_keyfile,
                          ssl_certfile=ssl_certfile, ssl_ca_certs=ssl_ca_certs, **kwargs)
-        self._connection: dict[str, Any] = dict(
-            host=host, port=port, db=db, username=username, password=password, ssl=use_ssl,
-            ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, ssl_ca_certs=ssl_ca_certs,
-            decode_responses=True, socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS)
+        self._url = bot_redis.endpoint_url(host, port, db, ssl=use_ssl)
+        self._options: dict[str, Any] = dict(username=username, password=password,
+                                             decode_responses=True)
+        if use_ssl:
+            self._options.update(ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile,
+                                 ssl_ca_certs=ssl_ca_certs)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: redis.asyncio.Redis | None = None
         self._reads: OrderedDict[str, Read] = OrderedDict()
@@ -91,7 +91,7 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
         # store under several loops in turn gets a client for each.
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            self._client = redis.asyncio.Redis(**self._connection)
+            self._client = bot_redis.async_client(self._url, "tracker", **self._options)
             self._loop = loop
         return self._client
 

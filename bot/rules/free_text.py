@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import phonenumbers
+
+from bot.rules import regions
 
 _ID_RUN = re.compile(r"[0-9][0-9\s-]{4,}[0-9Xx]?")
 _NAME_LEAD_INS = re.compile(
@@ -17,14 +20,75 @@ _NAME_CHARS = re.compile(r"^[^\W\d_]+(?:[\s.'·•-][^\W\d_]+)*$")
 
 # What a guardian may type for each relationship (the words said back are in actions/replies.yml).
 RELATIONSHIPS = {
-    "mother": ("mother", "mom", "mum", "mama", "mommy", "母亲", "妈妈", "妈", "孩子妈", "孩子妈妈"),
-    "father": ("father", "dad", "daddy", "papa", "父亲", "爸爸", "爸", "孩子爸", "孩子爸爸"),
+    "mother": ("mother", "mom", "mum", "mama", "mommy", "mummy", "adoptive mother", "母亲", "妈妈",
+               "妈", "孩子妈", "孩子妈妈", "养母"),
+    "father": ("father", "dad", "daddy", "papa", "adoptive father", "父亲", "爸爸", "爸", "孩子爸",
+               "孩子爸爸", "养父"),
     "grandparent": ("grandparent", "grandmother", "grandfather", "grandma", "grandpa",
                     "granny", "祖父母", "祖父", "祖母", "爷爷", "奶奶", "外公", "外婆",
                     "姥姥", "姥爷", "外祖父", "外祖母"),
     "guardian": ("guardian", "other guardian", "legal guardian", "other", "监护人",
-                 "其他监护人", "法定监护人", "其他"),
+                 "其他监护人", "法定监护人", "其他", "stepfather", "stepmother", "step-father",
+                 "step-mother", "stepdad", "stepmom", "stepmum", "继父", "继母", "后妈", "后爸"),
 }
+
+# Relatives and others who are not a child's guardian by being so: they hear who may report.
+NOT_GUARDIANS = ("uncle", "aunt", "auntie", "aunty", "brother", "sister", "cousin", "teacher",
+                 "neighbour", "neighbor", "friend", "nanny", "babysitter", "舅舅", "舅妈",
+                 "姑姑", "姑父", "阿姨", "姨妈", "小姨", "叔叔", "婶婶", "伯伯", "伯母", "哥哥",
+                 "姐姐", "表哥", "表姐", "堂哥", "堂姐", "老师", "邻居", "朋友", "保姆")
+
+
+# What a guardian types to stop the form; any other message is never read as stop mid-form.
+STOP_WORDS = ("stop", "cancel", "cancle", "quit", "exit", "abort", "forget it", "never mind",
+              "nevermind", "leave it", "drop it", "enough", "changed my mind", "don't want",
+              "do not want", "don't file", "don't report", "停", "取消", "算了", "不办", "不弄",
+              "退出", "不填", "不想", "别问", "不要", "中止", "结束", "改主意", "暂停", "不挂",
+              "不登记", "别提交", "不用了")
+_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+_ID_LIKE = re.compile(r"(?<![0-9])[0-9]{14,17}[0-9Xx](?![0-9])")
+
+
+def _relationship_answer(text: str) -> bool:
+    # Short and not a question: "我有其他问题" is not "其他".
+    short = len(text.split()) <= 6 if text.isascii() else len(text) <= 12
+    return short and "?" not in text and "？" not in text \
+        and (relationship_in(text) or not_guardian_in(text)) is not None
+
+
+_ANSWERS: dict[str, Callable[[str], bool]] = {
+    "relationship": _relationship_answer,
+    "child_id_number": lambda text: _ID_LIKE.search(text) is not None,
+    "guardian_id_number": lambda text: _ID_LIKE.search(text) is not None,
+    "phone_number": lambda text: _MOBILE.search(text) is not None,
+    "city": lambda text: regions.lookup(text.strip()) is not None,
+}
+
+
+def sounds_like_stop(text: str) -> bool:
+    """Whether the message says stop in words a guardian would use.
+
+    >>> sounds_like_stop("算了不办了"), sounds_like_stop("Stop please"), sounds_like_stop("uncle")
+    (True, True, False)
+    """
+    lowered = (text or "").casefold()
+    return any((re.search(rf"\b{re.escape(word)}\b", lowered) if word.isascii()
+                else word in lowered) for word in STOP_WORDS)
+
+
+def answers(slot: str, text: str) -> bool:
+    """Whether the (normalised) text plainly answers the form's question for `slot`: an ID
+    number, a mobile number, a relationship word, a city we know.
+
+    >>> answers("relationship", "母亲"), answers("relationship", "uncle")
+    (True, True)
+    >>> answers("phone_number", "13812345678"), answers("child_id_number", "110101201503073329")
+    (True, True)
+    >>> answers("relationship", "how much does it cost"), answers("relationship", "有其他问题吗？")
+    (False, False)
+    """
+    recognise = _ANSWERS.get(slot)
+    return recognise is not None and recognise(text or "")
 
 
 def id_number_in(text: str) -> str:
@@ -71,16 +135,29 @@ def name_in(text: str) -> str | None:
 def relationship_in(text: str) -> str | None:
     """The guardian's relationship to the child as one of RELATIONSHIPS' keys.
 
-    >>> relationship_in("I'm her mum")
-    'mother'
-    >>> relationship_in("我是孩子爷爷")
-    'grandparent'
-    >>> relationship_in("neighbour") is None
+    >>> [relationship_in(text) for text in ("I'm her mum", "我是孩子爷爷", "neighbour")]
+    ['mother', 'grandparent', None]
+    """
+    return _longest_word(text, RELATIONSHIPS)
+
+
+def not_guardian_in(text: str) -> str | None:
+    """A relative or other person named in the text who is not a guardian by being so, when
+    no guardian word says more.
+
+    >>> not_guardian_in("I'm his uncle"), not_guardian_in("舅舅")
+    ('uncle', '舅舅')
+    >>> not_guardian_in("我是孩子妈妈") is None
     True
     """
+    found = _longest_word(text, {word: (word,) for word in NOT_GUARDIANS})
+    return found if found is not None and relationship_in(text) is None else None
+
+
+def _longest_word(text: str, table: dict[str, tuple[str, ...]]) -> str | None:
     lowered = (text or "").strip().casefold()
     best: tuple[int, str] | None = None
-    for key, words in RELATIONSHIPS.items():
+    for key, words in table.items():
         for word in words:
             found = re.search(rf"\b{re.escape(word)}\b", lowered) if word.isascii() \
                 else (re.search(re.escape(word), lowered))

@@ -101,7 +101,7 @@ def check_id_number(value: str, today: dt.date | None = None) -> Checked:
         except stdnum_errors.ValidationError:
             return Checked.failed(BIRTH_DATE)
         # stdnum also ties a county code to the years it existed, which rejects real
-        # numbers (domain.md's 440524188001010014); a known province is enough.
+        # numbers (docs/domain.md's 440524188001010014); a known province is enough.
         if not _known_province(number):
             return Checked.failed(REGION)
     except stdnum_errors.ValidationError:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import redis
 import requests
 
+from bot import redis as bot_redis
 from bot.settings import Settings
 
 Check = Callable[[], bool]
@@ -15,7 +16,7 @@ Check = Callable[[], bool]
 
 def redis_ready(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+        return bool(bot_redis.client(url, "health").ping())
     except (redis.RedisError, OSError):
         return False
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
+from bot import settings as bot_settings
 from bot.settings import ROOT, Settings
-from bot.stack import envfile, health
+from bot.stack import health
 
-START_TIMEOUT = float(os.environ.get("START_TIMEOUT", "300"))
 PR_SET_PDEATHSIG = 1
 
 
@@ -52,38 +52,38 @@ def die_with_parent() -> None:
 
 def main() -> None:
     die_with_parent()
-    env_path = Path(os.environ.get("ENV_FILE", str(ROOT / ".env")))
-    added = envfile.ensure_secrets(env_path)
+    # The secrets go into `.env` before the settings are read from it.
+    env_path = bot_settings.env_file()
+    added = bot_settings.ensure_secrets(env_path)
     if added:
         say(f"launcher: wrote new secrets to {env_path} ({', '.join(added)})")
-    base = envfile.load(env_path)
     try:
-        settings = Settings.from_env(base)
+        stack = bot_settings.settings()
     except ValueError as error:
         sys.exit(f"launcher: {error}")
-    env = stack_environment(base, settings)
-    commands = procfile_commands(settings)
+    env = stack_environment(bot_settings.environment(stack.env_file), stack)
+    commands = procfile_commands(stack)
 
     manager = Manager()
     for name, command in commands.items():
         manager.add_process(name, command, env=env, cwd=str(ROOT))
 
-    parts = {name: check for name, check in health.checks(settings).items() if name in commands}
+    parts = {name: check for name, check in health.checks(stack).items() if name in commands}
 
     def announce() -> None:
         started = time.monotonic()
         failing = health.wait_until(
-            parts, START_TIMEOUT, lambda name, t: say(f"launcher: {name} is up ({t:.1f} s)")
+            parts, stack.start_timeout, lambda name, t: say(f"launcher: {name} is up ({t:.1f} s)")
         )
         if failing:
             names = ", ".join(failing)
-            say(f"launcher: not healthy after {START_TIMEOUT:.0f} s: {names}; stopping")
+            say(f"launcher: not healthy after {stack.start_timeout:.0f} s: {names}; stopping")
             manager.terminate()
             return
         say(f"launcher: ready in {time.monotonic() - started:.1f} s")
-        if env.get("BOT_ENV") != "production" or env.get("REST_TOKEN"):
-            say(f"REST webhook: {settings.rasa_url}/webhooks/rest/webhook")
-        say(f"Chat page: {settings.chat_page_url}")
+        if stack.bot_env != "production" or stack.rest_token:
+            say(f"REST webhook: {stack.rasa_url}/webhooks/rest/webhook")
+        say(f"Chat page: {stack.chat_page_url}")
 
     threading.Thread(target=announce, daemon=True).start()
     manager.loop()

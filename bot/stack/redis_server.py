@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bot import settings as bot_settings
 from bot.settings import Settings
 
 
@@ -55,8 +56,8 @@ def write_configuration(settings: Settings, password: str) -> Path:
 
 def main() -> None:
     # Started by the launcher only when no REDIS_URL was given, so no check here.
-    settings = Settings.from_env()
-    path = write_configuration(settings, os.environ.get("REDIS_PASSWORD", ""))
+    settings = bot_settings.settings()
+    path = write_configuration(settings, settings.redis_password)
     server = binary()
     # exec, so the supervisor's signals reach redis-server itself.
     os.execv(server, [server, str(path)])  # noqa: S606 - a fixed binary, no shell

@@ -17,8 +17,7 @@ import pytest
 import requests
 from dotenv import dotenv_values
 
-from bot.settings import ROOT
-from bot.stack.envfile import GENERATED_SECRETS
+from bot.settings import GENERATED_SECRETS, ROOT
 from tests.testkit.processes import free_port
 
 pytestmark = pytest.mark.integration
@@ -113,7 +112,7 @@ def test_launcher_starts_everything_answers_and_stops_without_orphans(tmp_path: 
 
 
 def test_a_second_start_keeps_the_secrets(tmp_path: Path) -> None:
-    from bot.stack.envfile import ensure_secrets
+    from bot.settings import ensure_secrets
 
     env_file = tmp_path / ".env"
     assert set(ensure_secrets(env_file)) == set(GENERATED_SECRETS)

@@ -1,86 +1,41 @@
-"""With the trained model, bot/'s shortcuts through Rasa give Rasa's own answers.
+"""With the trained model, the speed patches (bot/rasa/patches/) give Rasa's own answers.
 
-Every shortcut is compared with the code it stands in for (kept as `__wrapped__`) on the
-project's own data: each NLU example parsed both ways, each policy's prediction at every
-step of every training story both ways.
+Two processes load the model, one with RASA_PATCHES_OFF=all (Rasa's own code; behaviour
+patches on) and one with every patch on, and each writes down its answers: every NLU example
+of data/nlu and tests/nlu parsed, and at every step of every training and test story the
+states the policies read, the rules still possible, each policy's prediction and the whole
+model's. The answers must be equal, to the last digit. Installing a patch cannot be undone,
+so each way gets a process of its own.
+
+    RASA_PATCHES_OFF=all python -m tests.integration.test_trained_model_answers out.json
 """
 
 from __future__ import annotations
 
 import asyncio
-import doctest
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from rasa.core.agent import Agent
-from rasa.core.policies.rule_policy import RulePolicy
-from rasa.core.training import load_data
-from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted
-from rasa.shared.core.trackers import DialogueStateTracker
-from rasa.shared.nlu.training_data.loading import load_data as load_nlu
-from rasa.shared.nlu.training_data.message import Message
-from rasa.utils.tensorflow.models import RasaModel
 
-from bot.rasa.patches import dialogue_states, model_call, sparse_features
 from bot.settings import ROOT
 
 MODEL = ROOT / "models" / "bot.tar.gz"
+MODULE = "tests.integration.test_trained_model_answers"
+WAYS = {"rasa": "all", "patched": ""}  # RASA_PATCHES_OFF for each process
 
 
-@pytest.fixture(scope="module")
-def agent() -> Iterator[Agent]:
-    if not MODEL.exists():
-        pytest.fail(f"{MODEL} missing: `make train` first (make test does)")
-    yield Agent.load(str(MODEL))
-
-
-def component(agent: Agent, name: str) -> Any:
-    return agent.processor.graph_runner._instantiated_nodes[name]._component
-
-
-def originals(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rasa's own code back in place for the rest of the test (undone after it)."""
-    for owner, name, wrap in ((Message, "_combine_features", staticmethod),
-                              (RasaModel, "_rasa_predict", None),
-                              (Domain, "states_for_tracker_history", None),
-                              (RulePolicy, "_get_possible_keys", None)):
-        original = getattr(owner.__dict__[name], "__func__", owner.__dict__[name]).__wrapped__
-        monkeypatch.setattr(owner, name, wrap(original) if wrap else original)
-
-
-def install_all() -> None:
-    for _ in range(2):  # twice is once
-        sparse_features.join_at_once()
-        model_call.call_traced_graph()
-        dialogue_states.install()
-
-
-def test_doctests() -> None:
-    for module in (dialogue_states, sparse_features):
-        assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
-
-
-def test_every_nlu_example_parses_as_with_rasas_code(agent: Agent) -> None:
-    texts = sorted({example.get("text") for example in
-                    load_nlu(str(ROOT / "data" / "nlu")).intent_examples})
-    install_all()
-
-    async def parse_all() -> list[dict[str, Any]]:
-        return [await agent.parse_message(text) for text in texts]
-
-    ours = asyncio.run(parse_all())
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        originals(monkeypatch)
-        rasas = asyncio.run(parse_all())
-    assert len(texts) > 500
-    for text, mine, theirs in zip(texts, ours, rasas, strict=True):
-        assert mine == theirs, text  # intents, confidences, rankings, entities: all equal
-
-
-def story_steps(domain: Domain) -> Iterator[DialogueStateTracker]:
+def story_steps(domain: Any) -> Iterator[Any]:
     """Each training story, rule and test story up to every action it predicts."""
+    from rasa.core.training import load_data
+    from rasa.shared.core.events import ActionExecuted
+    from rasa.shared.core.trackers import DialogueStateTracker
+
     trackers = [tracker for source in (ROOT / "data", ROOT / "tests" / "stories")
                 for tracker in load_data(str(source), domain, augmentation_factor=0)]
     assert len(trackers) > 80
@@ -92,41 +47,117 @@ def story_steps(domain: Domain) -> Iterator[DialogueStateTracker]:
                                                        slots=domain.slots)
 
 
-def test_every_prediction_of_every_story_as_with_rasas_code(agent: Agent) -> None:
+def plain(value: Any) -> Any:
+    """JSON for what Rasa answers: numpy numbers as floats, events without their time."""
+    from rasa.shared.core.events import Event
+
+    if isinstance(value, Event):
+        return {key: item for key, item in value.as_dict().items() if key != "timestamp"}
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value)}")
+
+
+def prediction(domain: Any, found: Any) -> dict[str, Any]:
+    """A `PolicyPrediction` as Rasa compares two (all but its diagnostic data)."""
+    return {"action": domain.action_names_or_texts[found.max_confidence_index],
+            "probabilities": found.probabilities, "policy": found.policy_name,
+            "priority": found.policy_priority, "events": found.events,
+            "optional_events": found.optional_events,
+            "end_to_end": found.is_end_to_end_prediction,
+            "no_user": found.is_no_user_prediction, "hide_rule_turn": found.hide_rule_turn,
+            "action_metadata": found.action_metadata}
+
+
+def answers() -> dict[str, Any]:
+    """This process's answers, with the patches RASA_PATCHES_OFF leaves on."""
+    from bot.rasa import patches
+
+    installed = [patch.name for patch in patches.install()]
+    from rasa.core.agent import Agent
+    from rasa.shared.nlu.training_data.loading import load_data as load_nlu
+
+    agent = Agent.load(str(MODEL))
+    files = [*(ROOT / "data" / "nlu").rglob("*.yml"), *(ROOT / "tests" / "nlu").rglob("*.yml")]
+    texts = sorted({example.get("text") for path in files
+                    for example in load_nlu(str(path)).intent_examples})
+
+    async def parse_all() -> list[dict[str, Any]]:
+        return [await agent.parse_message(text) for text in texts]
+
     domain = agent.domain
-    assert domain is not None
-    rules = component(agent, "run_RulePolicy1")
-    memo = component(agent, "run_MemoizationPolicy0")
-    rule_only = component(agent, "rule_only_data_provider").provide()
-    steps = list(story_steps(domain))
-    install_all()
+    nodes = agent.processor.graph_runner._instantiated_nodes
+    rules = nodes["run_RulePolicy1"]._component
+    memo = nodes["run_MemoizationPolicy0"]._component
+    rule_only = nodes["rule_only_data_provider"]._component.provide()
+    steps = []
+    for tracker in story_steps(domain):
+        # As the rule policy asks (twice a prediction), and as memoization asks.
+        asked = [domain.states_for_tracker_history(tracker),
+                 domain.states_for_tracker_history(tracker, ignore_rule_only_turns=True,
+                                                   rule_only_data=rule_only)]
+        step = {"events": [plain(event) for event in list(tracker.events)[-3:]],
+                "states": repr(asked),
+                "rules_possible": sorted(rules._get_possible_keys(rules.lookup["rules"],
+                                                                  asked[0]))}
+        for state in asked[0] + asked[1]:  # a caller changing its states changes no one
+            for part in state.values():    # else's
+                part.clear()
+        step.update({
+            "rules": prediction(domain, rules.predict_action_probabilities(
+                tracker, domain, rule_only_data=rule_only)),
+            "memoization": prediction(domain, memo.predict_action_probabilities(
+                tracker, domain, rule_only_data=rule_only)),
+            "rules_again": prediction(domain, rules.predict_action_probabilities(
+                tracker, domain, rule_only_data=rule_only)),
+            "model": prediction(domain, agent.processor._predict_next_with_tracker(tracker)),
+        })
+        steps.append(step)
+    return {"installed": installed, "texts": texts, "parses": asyncio.run(parse_all()),
+            "steps": steps}
 
-    def predict_all() -> list[tuple[Any, ...]]:
-        answers = []
-        for tracker in steps:
-            # As the rule policy asks (twice a prediction), and as memoization asks.
-            asked = [domain.states_for_tracker_history(tracker),
-                     domain.states_for_tracker_history(tracker, ignore_rule_only_turns=True,
-                                                       rule_only_data=rule_only)]
-            answer = (repr(asked), rules._get_possible_keys(rules.lookup["rules"], asked[0]))
-            for state in asked[0] + asked[1]:  # a caller changing its states changes no
-                for part in state.values():    # one else's
-                    part.clear()
-            answers.append((
-                *answer,
-                rules.predict_action_probabilities(tracker, domain, rule_only_data=rule_only),
-                memo.predict_action_probabilities(tracker, domain, rule_only_data=rule_only),
-                rules.predict_action_probabilities(tracker, domain, rule_only_data=rule_only),
-            ))
-        return answers
 
-    ours = predict_all()
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        originals(monkeypatch)
-        rasas = predict_all()
-    assert len(steps) > 300
-    predicted = {answer[2].max_confidence_index for answer in rasas} | \
-        {answer[3].max_confidence_index for answer in rasas}
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    if not MODEL.exists():
+        pytest.fail(f"{MODEL} missing: `make train` first (make test does)")
+    found = {}
+    for way, off in WAYS.items():
+        out = tmp_path_factory.mktemp(way) / "answers.json"
+        # One hash seed for both: no set's order may differ between the two processes.
+        env = {**os.environ, "RASA_PATCHES_OFF": off, "PYTHONHASHSEED": "0"}
+        subprocess.run([sys.executable, "-m", MODULE, str(out)], cwd=ROOT, env=env,
+                       check=True, timeout=1800)
+        found[way] = json.loads(out.read_text(encoding="utf-8"))
+    return found
+
+
+def test_each_process_ran_with_the_patches_asked_for(both: dict[str, dict[str, Any]]) -> None:
+    from bot.rasa.patches import PATCHES
+
+    assert both["patched"]["installed"] == [patch.name for patch in PATCHES]
+    assert both["rasa"]["installed"] == \
+        [patch.name for patch in PATCHES if patch.kind == "behaviour"]
+
+
+def test_every_nlu_example_parses_as_with_rasas_code(both: dict[str, dict[str, Any]]) -> None:
+    ours, rasas = both["patched"], both["rasa"]
+    assert ours["texts"] == rasas["texts"] and len(ours["texts"]) > 500
+    for text, mine, theirs in zip(ours["texts"], ours["parses"], rasas["parses"], strict=True):
+        assert mine == theirs, text  # intents, confidences, rankings, entities: all equal
+
+
+def test_every_prediction_of_every_story_as_with_rasas_code(
+        both: dict[str, dict[str, Any]]) -> None:
+    ours, rasas = both["patched"]["steps"], both["rasa"]["steps"]
+    assert len(ours) == len(rasas) > 300
+    predicted = {step[policy]["action"] for step in rasas
+                 for policy in ("rules", "memoization", "model")}
     assert len(predicted) > 20  # many different actions, not one answer everywhere
-    for tracker, mine, theirs in zip(steps, ours, rasas, strict=True):
-        assert mine == theirs, [e.as_dict() for e in tracker.events][-3:]
+    for mine, theirs in zip(ours, rasas, strict=True):
+        assert mine == theirs, theirs["events"]
+
+
+if __name__ == "__main__":
+    Path(sys.argv[1]).write_text(json.dumps(answers(), ensure_ascii=False, default=plain),
+                                 encoding="utf-8")

@@ -141,9 +141,9 @@ def test_access_token_shared_cached_and_refreshed(wechat: WeChatServer, redis_ur
             await first.send_text(openid, "shared new token")
             assert wechat.token_requests == before + 2
             buttons = [{"title": "是", "payload": "/affirm"}, {"title": "否", "payload": "/deny"}]
-            await first.remember_buttons(openid, buttons)
-            assert await second.take_buttons(openid) == buttons
-            assert await first.take_buttons(openid) == []  # they answer one message only
+            await first.buttons.remember(openid, buttons)
+            assert await second.buttons.take(openid) == buttons
+            assert await first.buttons.take(openid) == []  # they answer one message only
         finally:
             await first.close()
             await second.close()

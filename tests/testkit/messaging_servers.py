@@ -18,14 +18,13 @@ import hmac
 import itertools
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tests.testkit.processes import free_port
+from tests.testkit.local_server import LocalServer
 
 
 @dataclass(frozen=True)
@@ -36,25 +35,14 @@ class Call:
     authorization: str = ""
 
 
-class RecordingServer:
+class RecordingServer(LocalServer):
     """A threaded HTTP server that records calls; subclasses answer them."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.calls: list[Call] = []
         self._failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-        self._lock = threading.Condition()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
-    def start(self) -> RecordingServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def fail_next(self, method: str, status: int, body: dict[str, Any], times: int = 1) -> None:
         with self._lock:

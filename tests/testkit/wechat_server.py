@@ -12,14 +12,13 @@ import hashlib
 import itertools
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.testkit.processes import free_port
+from tests.testkit.local_server import LocalServer
 
 
 @dataclass(frozen=True)
@@ -29,31 +28,20 @@ class Sent:
     access_token: str
 
 
-class WeChatServer:
+class WeChatServer(LocalServer):
     def __init__(self, app_id: str = "wx-test-app",
                  app_secret: str = "test-app-secret",  # noqa: S107 - a test double's
                  expires_in: int = 7200):
         self.app_id = app_id
         self.app_secret = app_secret
         self.expires_in = expires_in
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.token_requests = 0
         self.sent: list[Sent] = []
         self._tokens = itertools.count(1)
         self._valid_token = ""
         self._fail_next: list[int] = []
-        self._lock = threading.Condition()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
-    def start(self) -> WeChatServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def fail_next_send(self, errcode: int) -> None:
         """The next customer-service send is refused with `errcode` (40001: bad token)."""
@@ -178,23 +166,22 @@ def _cdata(value: str) -> str:
 def text_xml(openid: str, content: str, msg_id: int | None = None,
              account: str = "gh_test_account", create_time: int | None = None) -> bytes:
     msg_id = secrets.randbits(62) if msg_id is None else msg_id
-    created = int(time.time()) if create_time is None else create_time
-    return (
-        f"<xml><ToUserName>{_cdata(account)}</ToUserName>"
-        f"<FromUserName>{_cdata(openid)}</FromUserName>"
-        f"<CreateTime>{created}</CreateTime><MsgType>{_cdata('text')}</MsgType>"
-        f"<Content>{_cdata(content)}</Content><MsgId>{msg_id}</MsgId></xml>"
-    ).encode()
+    return _message_xml(openid, account, create_time, "text",
+                        f"<Content>{_cdata(content)}</Content><MsgId>{msg_id}</MsgId>")
 
 
 def event_xml(openid: str, event: str = "subscribe", account: str = "gh_test_account",
               create_time: int | None = None) -> bytes:
+    return _message_xml(openid, account, create_time, "event", f"<Event>{_cdata(event)}</Event>")
+
+
+def _message_xml(openid: str, account: str, create_time: int | None, kind: str,
+                 body: str) -> bytes:
     created = int(time.time()) if create_time is None else create_time
     return (
         f"<xml><ToUserName>{_cdata(account)}</ToUserName>"
         f"<FromUserName>{_cdata(openid)}</FromUserName>"
-        f"<CreateTime>{created}</CreateTime><MsgType>{_cdata('event')}</MsgType>"
-        f"<Event>{_cdata(event)}</Event></xml>"
+        f"<CreateTime>{created}</CreateTime><MsgType>{_cdata(kind)}</MsgType>{body}</xml>"
     ).encode()
 
 

@@ -1,9 +1,12 @@
-"""deploy/ read as Docker, Compose, Helm and Kubernetes would: names and ports as contract.md
+"""deploy/ read as Docker, Compose, Helm and Kubernetes would: names and ports as docs/contract.md
 says, every secret referenced and none written down. (No container engine runs here.)"""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +192,28 @@ def test_kubernetes_manifests_reference_secrets_and_inline_none() -> None:
     assert {"CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN", "DATA_ENCRYPTION_KEY",
             "RASA_TOKEN", "REDIS_PASSWORD"} <= set(refs.values())
     assert container["ports"][0]["containerPort"] == 8080
+
+
+def test_card_service_image_runs_on_what_it_copies(tmp_path: Path) -> None:
+    """The card service's image holds card_service/ and a few files of bot/: each import the
+    service and its staff tool make must be among them."""
+    card = (DEPLOY / "card-service.Dockerfile").read_text()
+    copied = [part for line in card.splitlines() if line.startswith("COPY ")
+              for part in line.split()[1:-1] if part != "/tmp/requirements.lock"
+              and not part.startswith("requirements.lock")]
+    assert "card_service" in copied and "bot" not in copied  # not the whole assistant
+    for part in copied:
+        source = ROOT / part
+        target = tmp_path / part
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+    probe = ("import card_service.app, card_service.__main__, sys; "
+             "print(sorted(m for m in sys.modules if m == 'bot' or m.startswith('bot.')))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)},
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "bot.channels" not in done.stdout and "bot.rasa" not in done.stdout

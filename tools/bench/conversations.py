@@ -82,21 +82,15 @@ def loss_report(index: int) -> Script:
     ])
 
 
+def _greetings(second: str) -> Script:
+    return Script("en", [Turn("hello"), Turn(second), Turn("are you a bot?"), Turn("bye")])
+
+
 def moodbot(index: int) -> Script:
     """Greeting-level turns for the bare `rasa init` bot (it has no form)."""
-    return Script("en", [
-        Turn("hello"),
-        Turn("I am feeling great"),
-        Turn("are you a bot?"),
-        Turn("bye"),
-    ])
+    return _greetings("I am feeling great")
 
 
 def greeting_only(index: int) -> Script:
     """The same greeting-level turns against our stack, for a like-for-like ratio."""
-    return Script("en", [
-        Turn("hello"),
-        Turn("thank you"),
-        Turn("are you a bot?"),
-        Turn("bye"),
-    ])
+    return _greetings("thank you")

@@ -41,14 +41,15 @@ def children_cpu_s() -> float:
 
 
 def train(name: str, config: Path, work: Path) -> dict[str, Any]:
-    """`rasa train nlu` from scratch; wall and CPU seconds, and the model's path."""
+    """`rasa train nlu` from scratch, as `make train` runs it (`python -m bot.rasa`, for both
+    pipelines alike); wall and CPU seconds, and the model's path."""
     out = work / name
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "RASA_CACHE_DIRECTORY": str(out / "cache")}
     cpu_before, started = children_cpu_s(), time.monotonic()
     with open(out / "train.log", "wb") as log:
         subprocess.run(
-            [str(Path(sys.executable).parent / "rasa"), "train", "nlu", "--config", str(config),
+            [sys.executable, "-m", "bot.rasa", "train", "nlu", "--config", str(config),
              "--nlu", str(ROOT / "data" / "nlu"), "--out", str(out),
              "--fixed-model-name", name],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)

@@ -19,6 +19,7 @@ import aiohttp
 import redis
 from aiohttp import web
 
+from bot import redis as bot_redis
 from tools.bench.conversations import REFERENCE, Script
 
 
@@ -71,7 +72,7 @@ class RedisWatch:
     """MONITOR in a thread; commands counted by which part of the stack sent them."""
 
     def __init__(self, url: str):
-        self.client = redis.Redis.from_url(url)
+        self.client = bot_redis.client(url, "tool")
         self.commands: list[tuple[float, str, str]] = []
         self.monitor: Any = None
         self.thread = threading.Thread(target=self._listen, daemon=True)

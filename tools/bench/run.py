@@ -29,9 +29,9 @@ from typing import Any
 
 import aiohttp
 import psutil
-import redis
 import requests
 
+from bot import redis as bot_redis
 from bot.settings import ROOT, Settings
 from tests.testkit.nginx import MISSING, NGINX, Nginx
 from tests.testkit.processes import Process, free_port, wait_for
@@ -92,7 +92,7 @@ def staff_references(settings: Settings) -> set[str]:
 
 def report_count(redis_url: str) -> int:
     # The staff list stops at 500; the index holds them all (card_service/store.py).
-    return int(redis.Redis.from_url(redis_url).zcard("cardsvc:reports"))
+    return int(bot_redis.client(redis_url, "tool").zcard(bot_redis.CARD_SERVICE + "reports"))
 
 
 class ReportLedger:

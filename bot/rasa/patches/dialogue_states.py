@@ -49,7 +49,7 @@ def cache_states() -> None:
                                    ignore_rule_only_turns: bool = False,
                                    rule_only_data: dict[str, Any] | None = None) -> list[State]:
         events = tracker.events
-        # As for applied events (bot/rasa/server.py): events are only ever appended, so
+        # As for applied events (applied_events.py): events are only ever appended, so
         # the count and the two ends tell whether the states still hold. The domain and
         # the rule-only data are the loaded model's, alive as long as the process.
         key = (len(events), id(events[0]) if events else 0, id(events[-1]) if events else 0,
@@ -90,5 +90,6 @@ def match_rules_as_far_back_as_needed() -> None:
 
 
 def install() -> None:
+    """Both changes (once per process)."""
     cache_states()
     match_rules_as_far_back_as_needed()

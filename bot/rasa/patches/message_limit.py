@@ -8,8 +8,7 @@ so each message is cut to MAX_CHARACTERS before Rasa reads it. Control character
 keyboard types them) and lone surrogates (they cannot be stored as UTF-8) are dropped.
 
 `install()` puts this in front of Rasa's `Agent.handle_message`, where every channel
-(REST, web chat, WeChat, the messaging apps) hands over its messages; `bot/rasa/server.py`
-calls it when the Rasa server starts.
+(REST, web chat, WeChat, the messaging apps) hands over its messages.
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ def fits(batch: tuple[np.ndarray, ...], signature: list[tf.TensorSpec]) -> bool:
         for array, spec in zip(batch, signature, strict=True))
 
 
-def call_traced_graph() -> None:
-    """`RasaModel._rasa_predict` runs the traced graph of its prediction step directly."""
+def install() -> None:
+    """`RasaModel._rasa_predict` runs the traced graph of its prediction step directly (once
+    per process)."""
     original = RasaModel._rasa_predict
     if getattr(original, "__wrapped__", None) is not None:
         return

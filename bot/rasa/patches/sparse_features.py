@@ -36,8 +36,9 @@ def side_by_side(matrices: list[scipy.sparse.coo_matrix]) -> scipy.sparse.coo_ma
     return scipy.sparse.coo_matrix((data, (rows, cols)), shape=shape)
 
 
-def join_at_once() -> None:
-    """`Message._combine_features` builds the joined matrix once when all are COO."""
+def install() -> None:
+    """`Message._combine_features` builds the joined matrix once when all are COO (once per
+    process)."""
     original = Message._combine_features
     if getattr(original, "__wrapped__", None) is not None:
         return

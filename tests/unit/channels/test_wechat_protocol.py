@@ -1,9 +1,8 @@
-"""WeChat's protocol as the channel reads it: signatures, XML, buttons, configuration."""
+"""WeChat's protocol as the channel reads it: signatures, XML, long texts, configuration."""
 
 from __future__ import annotations
 
 import asyncio
-import doctest
 import hashlib
 import time
 
@@ -15,20 +14,15 @@ from bot.channels.wechat import (
     Inbound,
     WeChatConfig,
     WeChatInput,
-    chosen_payload,
     parse_xml,
-    render_buttons,
     signature,
     signature_valid,
     split_text,
 )
+from bot.settings import Settings
 from tests.testkit.wechat_server import event_xml, signed_query, text_xml
 
 TOKEN = "channel-test-token"
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(wechat).failed == 0
 
 
 # Signatures ---------------------------------------------------------------------------
@@ -141,46 +135,6 @@ def test_oversized_refused_before_parsing() -> None:
         parse_xml(body)
 
 
-# Buttons as numbers -------------------------------------------------------------------
-
-BUTTONS = [
-    {"title": "孩子的社保卡丢了", "payload": "/report_lost_card"},
-    {"title": "补办流程", "payload": "/ask_reissue_steps"},
-    {"title": "Check progress", "payload": "/check_status"},
-]
-
-
-def test_buttons_render_as_a_numbered_list() -> None:
-    text, payloads = render_buttons("请问需要办理什么？", BUTTONS)
-    assert text == "请问需要办理什么？\n\n1. 孩子的社保卡丢了\n2. 补办流程\n3. Check progress"
-    assert payloads == ["/report_lost_card", "/ask_reissue_steps", "/check_status"]
-    assert render_buttons("", BUTTONS[:1])[0] == "1. 孩子的社保卡丢了"
-
-
-@pytest.mark.parametrize(("answer", "payload"), [
-    ("1", "/report_lost_card"),
-    (" 2 ", "/ask_reissue_steps"),
-    ("３", "/check_status"),  # full-width, as Chinese keyboards type it
-    ("1.", "/report_lost_card"),
-    ("2、", "/ask_reissue_steps"),
-    ("补办流程", "/ask_reissue_steps"),
-    ("check progress", "/check_status"),
-    ("4", None),
-    ("0", None),
-    ("12345", None),
-    ("1 and 2", None),
-    ("我孩子的卡丢了", None),
-])
-def test_number_picks_the_payload(answer: str, payload: str | None) -> None:
-    payloads = [b["payload"] for b in BUTTONS]
-    titles = [b["title"] for b in BUTTONS]
-    assert chosen_payload(answer, payloads, titles) == payload
-
-
-def test_no_buttons_no_choice() -> None:
-    assert chosen_payload("1", []) is None
-
-
 def test_long_text_split_within_wechat_limit() -> None:
     text = "\n".join(f"第{n}行：" + "社保卡" * 40 for n in range(60))
     pieces = split_text(text)
@@ -198,14 +152,17 @@ def test_long_text_split_within_wechat_limit() -> None:
 def test_config_from_credentials_then_environment() -> None:
     env = {"WECHAT_TOKEN": "t-env", "WECHAT_APP_ID": "wx-env", "WECHAT_APP_SECRET": "s-env",
            "REDIS_URL": "redis://127.0.0.1:1/0"}
-    config = WeChatConfig.from_credentials({"token": "", "app_id": "wx-file", "base_url": ""}, env)
+    config = WeChatConfig.from_credentials({"token": "", "app_id": "wx-file", "base_url": ""},
+                                           Settings.from_env(env))
     assert config.token == "t-env" and config.app_id == "wx-file" and config.app_secret == "s-env"
     assert config.base_url == "https://api.weixin.qq.com" and config.configured
     assert config.redis_url == "redis://127.0.0.1:1/0"
-    local = WeChatConfig.from_credentials(None, {**env, "WECHAT_API_BASE": "http://127.0.0.1:9/"})
+    local = WeChatConfig.from_credentials(
+        None, Settings.from_env({**env, "WECHAT_API_BASE": "http://127.0.0.1:9/"}))
     assert local.base_url == "http://127.0.0.1:9"
-    assert not WeChatConfig.from_credentials({}, {}).configured
-    assert not WeChatConfig.from_credentials({}, {"WECHAT_TOKEN": "only-a-token"}).configured
+    assert not WeChatConfig.from_credentials({}, Settings.from_env({})).configured
+    assert not WeChatConfig.from_credentials(
+        {}, Settings.from_env({"WECHAT_TOKEN": "only-a-token"})).configured
 
 
 def channel(**overrides: str) -> WeChatInput:

@@ -1,4 +1,4 @@
-"""Region rules as data: domain.md's values, names in Chinese and English."""
+"""Region rules as data: docs/domain.md's values, names in Chinese and English."""
 
 from __future__ import annotations
 

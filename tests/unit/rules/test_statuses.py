@@ -1,4 +1,4 @@
-"""The card's life table: one consistent table, the transitions domain.md describes."""
+"""The card's life table: one consistent table, the transitions docs/domain.md describes."""
 
 from __future__ import annotations
 

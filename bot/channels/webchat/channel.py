@@ -1,0 +1,226 @@
+"""The web chat's socket.io channel: Rasa's, with its rooms and turns shared through Redis.
+
+Rasa's own socket.io channel keeps its rooms in the process that holds the socket, so a
+message pushed by another Rasa process or worker (the card service's "card ready") is
+lost. Ours builds the same server with python-socketio's Redis manager: an emit to a
+conversation's room is published on Redis and every process delivers it to the sockets
+it holds. Its turns go through `SharedTurns`; the page itself is served by `page.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import rasa.core.channels.channel
+import socketio
+from rasa.core.channels.channel import OutputChannel, UserMessage
+from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
+from sanic import Blueprint, Sanic
+
+from bot import redis as bot_redis
+from bot.channels.base import ChannelConfig, ChannelInput
+from bot.channels.webchat.page import chat_page
+from bot.channels.webchat.shared_turns import SharedTurns
+
+log = logging.getLogger(__name__)
+
+# The session id is the conversation id and the only thing that lets a socket join a
+# conversation's room: it must be long enough not to be guessed. Anything else gets a new one.
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
+SUBSCRIBE_TIMEOUT = 5.0
+
+
+def valid_session_id(value: Any) -> str | None:
+    """The client's session id when it is one we could have issued, else None.
+
+    >>> valid_session_id("3f2a9c0d1e8b4f6a9d7c5b3a1e0f2d4c")
+    '3f2a9c0d1e8b4f6a9d7c5b3a1e0f2d4c'
+    >>> valid_session_id("alice") is None
+    True
+    >>> valid_session_id({"id": 1}) is None
+    True
+    """
+    if isinstance(value, str) and SESSION_ID.fullmatch(value):
+        return value
+    return None
+
+
+def message_metadata(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """The widget's `customData` (a JSON object, sometimes sent as a string) as metadata.
+
+    >>> message_metadata({"customData": '{"language": "zh"}'}, "customData")
+    {'language': 'zh'}
+    >>> message_metadata({"customData": "not json"}, "customData")
+    {}
+    """
+    metadata = data.get(key) or {}
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+class LocalFirstRedisManager(socketio.AsyncRedisManager):
+    """python-socketio's Redis manager, delivering to this process's own sockets at once.
+
+    The stock manager sends every emit through Redis, to itself too: each reply of a turn
+    waited for a Redis round trip and was pickled, read back and unpickled by the process
+    that sent it. Here the sockets this process holds get it straight away, and Redis
+    carries it to the other processes only (the sender skips its own copy when it comes
+    back). What reaches which socket is unchanged; acknowledged emits keep the stock way.
+    """
+
+    async def emit(self, event: str, data: Any, namespace: str | None = None,
+                   room: str | None = None, skip_sid: Any = None, callback: Any = None,
+                   **kwargs: Any) -> None:
+        if kwargs.get("ignore_queue") or callback is not None:
+            await super().emit(event, data, namespace=namespace, room=room,
+                               skip_sid=skip_sid, callback=callback, **kwargs)
+            return
+        namespace = namespace or "/"
+        await socketio.AsyncManager.emit(self, event, data, namespace, room=room,
+                                         skip_sid=skip_sid)
+        await self._publish({"method": "emit", "event": event, "data": data,
+                             "namespace": namespace, "room": room, "skip_sid": skip_sid,
+                             "callback": None, "host_id": self.host_id})
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        if message.get("host_id") == self.host_id and message.get("callback") is None:
+            return  # delivered to this process's sockets when it was emitted
+        await super()._handle_emit(message)
+
+
+def redis_client_manager(redis_url: str) -> socketio.AsyncRedisManager:
+    # Every process of one stack must use the same pub/sub channel.
+    return LocalFirstRedisManager(redis_url, channel=bot_redis.SOCKETIO)
+
+
+@dataclass(frozen=True)
+class WebChatConfig(ChannelConfig):
+    """Nothing to set but Redis; the rest of the channel's settings are Rasa's, read from
+    credentials.yml by `SocketIOInput.from_credentials`."""
+
+    SETTING_NAMES: ClassVar[Mapping[str, str]] = {"turns_at_once": "webchat_turns_at_once"}
+
+    redis_url: str = ""
+    turns_at_once: int = 0
+
+
+class WebChatInput(ChannelInput, SocketIOInput):
+    """Rasa's socket.io channel (same events, session persistence and `jwt_key`),
+    with its rooms and turns shared through Redis."""
+
+    def __init__(self, *args: Any, config: WebChatConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config: WebChatConfig = config or WebChatConfig.from_credentials(None)
+
+    @classmethod
+    def name(cls) -> str:
+        return "webchat"
+
+    def proactive_output(self) -> OutputChannel | None:
+        # Emitted to the conversation's room from any process; a page not open gets nothing.
+        return SocketIOInput.get_output_channel(self)
+
+    def blueprint(
+        self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
+    ) -> Blueprint:
+        # cors_allowed_origins=[] as in Rasa: Rasa's own --cors setting decides.
+        sio = socketio.AsyncServer(
+            async_mode="sanic",
+            cors_allowed_origins=[],
+            client_manager=redis_client_manager(self.config.redis_url),
+        )
+        # get_output_channel() hands this server to trigger_intent's "latest" channel.
+        self.sio = sio
+        blueprint = SocketBlueprint(sio, self.socketio_path, "webchat_socketio", __name__)
+
+        async def run_turn(turn: dict[str, Any]) -> None:
+            await on_new_message(UserMessage(
+                turn["text"], SocketIOOutput(sio, self.bot_message_evt), turn["sender_id"],
+                input_channel=self.name(), metadata=turn["metadata"]))
+
+        self.shared_turns = SharedTurns(self.config.redis_url, self.config.turns_at_once,
+                                        run_turn)
+        self._add_socket_handlers(sio)
+        self.add_health(blueprint)
+        blueprint.add_route(chat_page, "/chat", methods=["GET"], name="chat_page")
+        blueprint.add_route(chat_page, "/chat/<asset:str>", methods=["GET"], name="chat_asset")
+
+        async def listen_before_clients(app: Sanic, _loop: Any) -> None:
+            await self._start_listening(sio)
+            self.shared_turns.start()
+
+        async def stop_taking_turns(app: Sanic, _loop: Any) -> None:
+            await self.shared_turns.stop()
+
+        blueprint.listener("after_server_start")(listen_before_clients)
+        blueprint.listener("before_server_stop")(stop_taking_turns)
+        return blueprint
+
+    async def _start_listening(self, sio: socketio.AsyncServer) -> None:
+        """Subscribe to the Redis channel now, not at the first connection.
+
+        Left to python-socketio, the subscription starts with the first socket and the
+        reply to that socket's session request can be published before it is in place.
+        """
+        if sio.manager_initialized:
+            return
+        sio.manager_initialized = True
+        sio.manager.initialize()
+        pubsub = sio.manager.pubsub
+        deadline = asyncio.get_running_loop().time() + SUBSCRIBE_TIMEOUT
+        while not pubsub.subscribed:
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("webchat: not subscribed to Redis after %.0f s", SUBSCRIBE_TIMEOUT)
+                return
+            await asyncio.sleep(0.02)
+
+    def _add_socket_handlers(self, sio: socketio.AsyncServer) -> None:
+        namespace = self.namespace
+
+        @sio.on("connect", namespace=namespace)
+        async def connect(sid: str, environ: dict, auth: dict | None) -> bool:
+            if not self.jwt_key:
+                return True
+            token = (auth or {}).get("token")
+            payload = token and rasa.core.channels.channel.decode_bearer_token(
+                token, self.jwt_key, self.jwt_algorithm
+            )
+            return bool(payload)
+
+        @sio.on("session_request", namespace=namespace)
+        async def session_request(sid: str, data: dict | None) -> None:
+            asked = data.get("session_id") if isinstance(data, dict) else None
+            session_id = valid_session_id(asked) or uuid.uuid4().hex
+            if self.session_persistence:
+                joined = sio.enter_room(sid, session_id, namespace=namespace)
+                # A coroutine from python-socketio 5.10 on (Rasa's channel forgets to await it).
+                if inspect.isawaitable(joined):
+                    await joined
+            await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
+
+        @sio.on(self.user_message_evt, namespace=namespace)
+        async def user_message(sid: str, data: dict) -> None:
+            if not isinstance(data, dict):
+                return
+            if self.session_persistence:
+                sender_id = valid_session_id(data.get("session_id"))
+                if sender_id is None:
+                    log.warning("webchat: message without a valid session_id ignored")
+                    return
+            else:
+                sender_id = sid
+            await self.shared_turns.submit({
+                "text": str(data.get("message") or ""), "sender_id": sender_id,
+                "metadata": message_metadata(data, self.metadata_key or "metadata")})
