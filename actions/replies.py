@@ -131,3 +131,8 @@ def region_words(region: Region, language: str) -> dict[str, str]:
         "written_report_place": region.written_report_zh if zh else region.written_report_en,
         "bank_place": region.bank_zh if zh else region.bank_en,
     }
+
+
+def intent_title(intent: str, language: str) -> str:
+    """A button's words for an intent the guardian may have meant (utter_clarify)."""
+    return _in(language, words()["intent_title"][intent])

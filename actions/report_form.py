@@ -13,7 +13,17 @@ from rasa_sdk.types import DomainDict
 
 from actions import replies
 from bot.rules import identity, regions
-from bot.rules.free_text import id_number_in, item_in, name_in, phone_in, quotable, relationship_in
+from bot.rules.free_text import (
+    id_number_in,
+    item_in,
+    name_in,
+    not_guardian_in,
+    phone_in,
+    quotable,
+    relationship_in,
+)
+from bot.rules.normalise import normalised
+from bot.rules.report_details import details_in
 
 CHINA = ZoneInfo("Asia/Shanghai")
 MAX_FAILURES = 3
@@ -103,7 +113,12 @@ class ValidateLossReportForm(FormValidationAction):
 
     async def validate_relationship(self, value: Any, dispatcher: CollectingDispatcher,
                                     tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
-        relationship = relationship_in(str(value or ""))
+        text = normalised(str(value or "")).text
+        relationship = relationship_in(text)
+        if relationship is None and not_guardian_in(text) is not None:
+            # An uncle or a teacher: who may report instead; the form waits for the answer.
+            return self._failed("relationship", "utter_relationship_not_guardian", dispatcher,
+                                tracker)
         if relationship is None:
             return self._failed("relationship", "utter_invalid_relationship", dispatcher,
                                 tracker)
@@ -193,3 +208,19 @@ class ActionExplainRequest(Action):
                   domain: DomainDict) -> list[dict[str, Any]]:
         dispatcher.utter_message(response="utter_why_details")
         return []
+
+
+class ActionReadReportDetails(Action):
+    """Every detail the loss report message carries, each in its own slot, before the offer:
+    the form then asks only for what is missing (bot/rules/report_details.py)."""
+
+    def name(self) -> str:
+        return "action_read_report_details"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[dict[str, Any]]:
+        text = (tracker.latest_message or {}).get("text") or ""
+        found = details_in(text, today())
+        # A detail already given in this conversation is not replaced by a guess.
+        return [SlotSet(slot, value) for slot, value in found.items()
+                if not tracker.get_slot(slot)]

@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,25 @@ def lookup(name: str) -> Region | None:
 def resolve(name: str) -> Region:
     """The city's rules, else the national default."""
     return lookup(name) or default()
+
+
+def mentioned_in(text: str) -> Region | None:
+    """The known city a sentence names, the longest name first ("在上海" names Shanghai).
+
+    >>> mentioned_in("we live in Xi'an, near the station").key
+    'xian'
+    >>> mentioned_in("孩子在成都上学").name_zh
+    '成都'
+    >>> mentioned_in("no city here") is None
+    True
+    """
+    regions, names = _load()
+    flat = normalise(text or "")
+    for name in sorted(names, key=len, reverse=True):
+        # Short Latin names only as whole words: "xian" must not match inside other words.
+        if len(name) >= 2 and name in flat and names[name] != DEFAULT_KEY:
+            if name.isascii() and not re.search(rf"\b{re.escape(name)}\b",
+                                                re.sub(r"['’\-]", "", text.casefold())):
+                continue
+            return regions[names[name]]
+    return None

@@ -185,3 +185,30 @@ def test_a_wrong_id_says_why_and_asks_again(stack: Stack) -> None:
     user.says("Li Na")
     reply = user.says("110105201501010014")  # wrong check character
     assert "check character" in reply and "ID number" in reply
+
+
+@pytest.mark.parametrize(("words", "relative", "guardian_word", "value", "next_question"), [
+    (("我孩子社保卡丢了", "好的", "李娜", "王芳"), "舅舅", "母亲", "mother", "手机"),
+    (("my daughter lost her social security card", "yes", "Li Na", "Wang Fang"), "uncle",
+     "mum", "mother", "mobile"),
+])
+def test_relationship_answers_are_never_lost_to_the_nlu(
+        stack: Stack, words: tuple[str, ...], relative: str, guardian_word: str, value: str,
+        next_question: str) -> None:
+    """`母亲`/`mum` were read as other intents and asked again for ever; `uncle` as stop,
+    which ended the form and cleared every detail typed so far."""
+    user = Guardian(stack)
+    opener, yes, child_name, guardian_name = words
+    user.says(opener)
+    user.says(yes)
+    user.says(child_name)
+    user.says(child_id(age=8, sequence=131))
+    user.says(guardian_name)
+    user.says(guardian_id(sequence=132))
+    assert user.slot("requested_slot") == "relationship"
+    rule = user.says(relative)
+    assert ("监护人" in rule) if has_cjk(opener) else ("guardian" in rule.lower())
+    assert user.slot("requested_slot") == "relationship"  # the form is kept...
+    assert user.slot("child_name") == child_name  # ...and nothing typed so far is lost
+    assert next_question in user.says(guardian_word).lower()
+    assert user.slot("relationship") == value
