@@ -13,6 +13,7 @@ from actions.handoff import ActionHandoff
 from actions.progress import ActionCancelReport, ActionCardReady, ActionCheckStatus
 from actions.report_form import DETAILS
 from bot.rules import regions
+from bot.settings import settings
 from tests.integration.conftest import CardService
 from tests.testkit.people import child_id, guardian_id
 from tests.testkit.trackers import responses, run, slot_values, tracker
@@ -24,6 +25,8 @@ def point_actions_at(service: CardService, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CARD_SERVICE_PORT", str(service.port))
     monkeypatch.setenv("BIND_HOST", "127.0.0.1")
     monkeypatch.setenv("CARD_SERVICE_TOKEN", service.service_token)
+    # Settings are read once per process: read them again with this service's address.
+    settings.cache_clear()
     card_service.client.cache_clear()
 
 
@@ -32,6 +35,7 @@ def service(shared_card_service: CardService, monkeypatch: pytest.MonkeyPatch
             ) -> Iterator[CardService]:
     point_actions_at(shared_card_service, monkeypatch)
     yield shared_card_service
+    settings.cache_clear()
     card_service.client.cache_clear()
 
 
