@@ -85,8 +85,10 @@ validate: $(STAMP)
 pytest: $(STAMP) $(WEB) $(MODEL) $(CHROMIUM) /usr/sbin/nginx $(SCHEMATHESIS)
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest --junitxml=results/pytest.xml
 
+# Test stories end to end (--e2e): each message's intent is checked too, not only the actions.
 rasa-test: $(STAMP) $(MODEL)
-	$(PY) -m bot.rasa test --e2e --model $(MODEL) --stories tests/stories --nlu tests/nlu --fail-on-prediction-errors --out results --quiet
+	$(PY) -m bot.rasa test core --e2e --model $(MODEL) --stories tests/stories --fail-on-prediction-errors --out results --quiet
+	$(PY) -m bot.rasa test nlu --model $(MODEL) --nlu tests/nlu --out results --quiet
 
 # Held-out NLU evaluation, one report per language; fails below macro-F1 0.95 in either.
 # Then the blind field set (tests/nlu/field/): intent accuracy per language and category;
