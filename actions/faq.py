@@ -11,6 +11,8 @@ from rasa_sdk.types import DomainDict
 
 from actions import replies
 from actions.card_service import region_for
+from bot.rules.free_text import own_card_in
+from bot.rules.normalise import normalised
 
 
 class ActionAnswerFaq(Action):
@@ -32,3 +34,19 @@ class ActionAnswerFaq(Action):
         if response in replies.CITY_DEPENDENT and not region.known:
             dispatcher.utter_message(response="utter_city_hint")
         return [SlotSet("last_question", intent)]
+
+
+class ActionAnswerOutOfScope(Action):
+    """Outside what the assistant does: said honestly, 12333 and the choices offered; an adult
+    who lost their own card gets the adult's steps (nothing is filed for an adult)."""
+
+    def name(self) -> str:
+        return "action_answer_out_of_scope"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[dict[str, Any]]:
+        text = normalised((tracker.latest_message or {}).get("text") or "").text
+        dispatcher.utter_message(
+            response="utter_adult_card_steps" if own_card_in(text) else "utter_out_of_scope")
+        return []

@@ -27,6 +27,7 @@ from bot.rules.report_details import details_in
 
 CHINA = ZoneInfo("Asia/Shanghai")
 MAX_FAILURES = 3
+CITY_BUTTONS = 5
 DETAILS = ["child_name", "child_id_number", "guardian_name", "guardian_id_number",
            "relationship", "phone_number", "city"]
 # Cleared when the report is filed or the form stopped; the reference and city stay.
@@ -179,6 +180,29 @@ class ActionAskReportConfirmed(Action):
             phone=identity.mask(tracker.get_slot("phone_number") or ""),
             city=replies.city_name(tracker.get_slot("city") or "", language),
         )
+        return []
+
+
+class ActionAskCity(Action):
+    """The city question; where the child's ID number was registered in a city we know, that
+    city comes first as a one-tap answer (a card is usually issued where the child is
+    registered, so it is offered, never assumed)."""
+
+    def name(self) -> str:
+        return "action_ask_city"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[dict[str, Any]]:
+        child_id = tracker.get_slot("child_id_number")
+        region = regions.registered_in(child_id) if child_id else None
+        if region is None:
+            dispatcher.utter_message(response="utter_ask_city")
+            return []
+        language = tracker.get_slot("language") or "en"
+        offered = [region, *(other for other in regions.known_cities() if other != region)]
+        names = [replies.city_name(city.name_zh, language) for city in offered[:CITY_BUTTONS]]
+        dispatcher.utter_message(response="utter_ask_city_registered", city=names[0],
+                                 buttons=[{"title": name, "payload": name} for name in names])
         return []
 
 

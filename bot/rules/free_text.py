@@ -166,6 +166,52 @@ def _longest_word(text: str, table: dict[str, tuple[str, ...]]) -> str | None:
     return best[1] if best else None
 
 
+# An adult's card ("my own card", "我自己的社保卡", a spouse's): explained, never filed. Three
+# parts must agree: whose card, that it is lost, and that no child is meant ("不是孩子的" is
+# not a child). A card that is not a social security card (ID, bank, bus) stays generic.
+_ADULTS_CARD = re.compile(
+    r"\bmy own\b|\bmyself\b|\bi(?:'m| am) an adult\b|\bmy (?:social security |ss )?card\b"
+    r"|\bmy sscard\b|\badult'?s?\b|\b(?:my )?(?:husband|wife|spouse|partner)'?s?\b"
+    r"|\bmy (?:mum|mom|mother|dad|father|parents?)'?s? (?:own )?(?:social security |ss )?card\b"
+    r"|我自己|自己的|我本人|本人|我的\S{0,3}卡|成年|大人的|老公|老婆|爱人|丈夫|妻子|我妈的|我爸的"
+    r"|wo ?ziji|wo de she ?bao ?ka", re.IGNORECASE)
+_LOST = re.compile(
+    r"lost|lose|losing|missing|stolen|can'?t find|cannot find|replace|reissue|new card|gone"
+    r"|丢|掉了|不见|找不到|找不着|遗失|被偷|补办|补卡|补一张|挂失|diu", re.IGNORECASE)
+_NOT_A_CHILD = re.compile(
+    r"(?:不是|并非|not (?:for )?(?:my |our |the )?)(?:孩子|小孩|儿子|女儿|kid|child|son|daughter)"
+    r"(?:'s)?", re.IGNORECASE)
+_A_CHILD = re.compile(
+    r"child|kid|\bson\b|daughter|grand(?:son|daughter|child)|baby|boy|girl|孩子|小孩|儿子|女儿|孙"
+    r"|娃|宝宝|闺女|小朋友|学生", re.IGNORECASE)
+_OTHER_CARD = re.compile(
+    r"\bid card\b|\bidentity card\b|bank ?card|credit card|bus card|metro card|transit|passport"
+    r"|身份证丢|身份证掉|身份证不见|银行卡|信用卡|公交卡|交通卡|地铁卡|护照|驾照|饭卡", re.IGNORECASE)
+_OURS = re.compile(r"social security|ss ?card|社保|社宝|社报|设保|sbk|shebao", re.IGNORECASE)
+
+
+def own_card_in(text: str) -> bool:
+    """An adult speaks of losing their own (or another adult's) social security card.
+
+    >>> own_card_in("我自己的社保卡丢了，怎么补"), own_card_in("I lost my own card")
+    (True, True)
+    >>> own_card_in("不是孩子的，是我自己的社保卡丢了"), own_card_in("本人社保卡丢了要补办")
+    (True, True)
+    >>> own_card_in("我自己去给孩子挂失"), own_card_in("my son lost his card")
+    (False, False)
+    >>> own_card_in("how do I check my pension on my social security card")
+    False
+    >>> own_card_in("where do i go to replace my own id card")
+    False
+    """
+    text = text or ""
+    if not (_ADULTS_CARD.search(text) and _LOST.search(text)):
+        return False
+    if _OTHER_CARD.search(text) and not _OURS.search(text):
+        return False
+    return not _A_CHILD.search(_NOT_A_CHILD.sub(" ", text))
+
+
 _CHILD = re.compile(r"child|kid|son|daughter|孩子|小孩|儿子|女儿", re.IGNORECASE)
 _GUARDIAN = re.compile(r"guardian|parent|\bmy\b|\bmine\b|监护人|家长|我", re.IGNORECASE)
 _ID = re.compile(r"\bid\b|identity|身份证|证件", re.IGNORECASE)

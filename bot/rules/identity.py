@@ -42,6 +42,10 @@ NOT_MINOR = "not_minor"
 NOT_ADULT = "not_adult"
 NOT_MOBILE = "not_mobile"
 
+# How python-stdnum's administrative codes name places: a municipality's districts sit
+# under 市辖区 or 县, and only a name ending in 市 is a city.
+_CITY_CODES = {"no_city": ("市辖区", "县"), "city_suffix": "市"}
+
 
 @dataclass(frozen=True)
 class Checked:
@@ -116,6 +120,27 @@ def _known_province(number: str) -> bool:
 
     found = numdb.get("cn/loc").info(number[:6])
     return any("province" in props for _part, props in found)
+
+
+def registered_city(id_number: str) -> str | None:
+    """The city (prefecture or municipality) where a valid ID number was first issued,
+    from the administrative codes python-stdnum ships; None when the code has no city.
+
+    >>> registered_city("110105201603070248")
+    '北京市'
+    >>> registered_city("440305201001010011")
+    '深圳市'
+    """
+    from stdnum import numdb
+
+    number = normalise_id_number(id_number)
+    # The first four digits name the city; a municipality's districts sit under 市辖区.
+    levels = numdb.get("cn/loc").info(number[:4] + "00")
+    names = {key: value for _part, props in levels for key, value in props.items()}
+    city = names.get("county", "").split(",")[-1].split("]")[-1]
+    if city in ("", *_CITY_CODES["no_city"]):
+        city = names.get("province", "")
+    return city if city.endswith(_CITY_CODES["city_suffix"]) else None
 
 
 def birth_date(id_number: str) -> dt.date:

@@ -128,6 +128,20 @@ def resolve(name: str) -> Region:
     return lookup(name) or default()
 
 
+def registered_in(id_number: str) -> Region | None:
+    """The known city a child's ID number was registered in: a likely place of the card.
+
+    >>> registered_in("310101201203150023").name_en
+    'Shanghai'
+    >>> registered_in("320102201203150020") is None
+    True
+    """
+    from bot.rules.identity import registered_city
+
+    city = registered_city(id_number)
+    return lookup(city) if city else None
+
+
 def mentioned_in(text: str) -> Region | None:
     """The known city a sentence names, the longest name first ("在上海" names Shanghai).
 

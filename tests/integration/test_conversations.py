@@ -3,6 +3,7 @@ trained model, real action server, real card service, real Redis."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 import uuid
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.testkit.people import child_id, guardian_id
+from tests.testkit.people import child_id, guardian_id, id_number
 from tests.testkit.stack import Stack, has_cjk, running_stack, texts
 
 pytestmark = pytest.mark.integration
@@ -96,6 +97,68 @@ def test_full_chinese_report_given_all_at_once(stack: Stack) -> None:
     assert "7天" in filed  # Chengdu
     print(f"\nturns, everything at once (zh): {user.turns}")
     assert user.turns <= 7
+
+
+@pytest.mark.parametrize(("message", "yes", "summary_words", "filed_words"), [
+    ("孩子李娜的社保卡丢了，要挂失。孩子身份证{child}，我是她妈妈王芳，身份证{guardian}，"
+     "手机{phone}，在上海。", "好的", ("李娜", "王芳", "母亲", "上海"), "5天"),
+    ("My daughter Li Na lost her social security card, please report it. Her ID is {child}. "
+     "I'm her mum Wang Fang, my ID is {guardian}, phone {phone}, we live in Shanghai.",
+     "yes", ("Li Na", "Wang Fang", "Mother", "Shanghai"), "5 days"),
+])
+def test_all_seven_details_in_one_message_reach_the_summary_with_no_question(
+        stack: Stack, message: str, yes: str, summary_words: tuple[str, ...],
+        filed_words: str) -> None:
+    child, guardian = child_id(age=11, sequence=141), guardian_id(age=38, sequence=142)
+    phone = "13912345678"
+    user = Guardian(stack)
+    user.says(message.format(child=child, guardian=guardian, phone=phone))
+    summary = user.says(yes)
+    assert all(word in summary for word in summary_words), summary
+    assert f"{child[:4]}**********{child[-4:]}" in summary and child not in summary
+    assert f"{guardian[:4]}**********{guardian[-4:]}" in summary and guardian not in summary
+    assert "13*******78" in summary and phone not in summary
+    filed = user.says(yes)
+    assert REFERENCE.search(filed) and filed_words in filed, filed
+    assert user.turns == 3
+    print(f"\nturns to a filed report, everything in one message: {user.turns}")
+
+
+@pytest.mark.parametrize(("words", "city_word"), [
+    (("孩子社保卡丢了", "好的", "李娜", "王芳", "母亲", "13912345678"), "上海"),
+    (("my son lost his social security card", "yes", "Li Ming", "Li Qiang", "dad",
+      "13912345678"), "Shanghai"),
+])
+def test_the_city_the_child_was_registered_in_is_one_tap_away(
+        stack: Stack, words: tuple[str, ...], city_word: str) -> None:
+    opener, yes, child_name, guardian_name, relationship, phone = words
+    shanghai_child = id_number(dt.date(2014, 5, 6), region="310101", sequence=151)
+    user = Guardian(stack)
+    for said in (opener, yes, child_name, shanghai_child, guardian_name,
+                 guardian_id(sequence=152), relationship):
+        user.says(said)
+    asked = stack.say(user.sender, phone)
+    city_question = asked[-1]
+    assert city_word in city_question["text"]
+    first = city_question["buttons"][0]
+    assert first["title"] == city_word
+    summary = user.says(first["payload"])  # the tap
+    assert city_word in summary and "13*******78" in summary  # straight to the summary
+    assert user.slot("city") == "上海"
+
+
+@pytest.mark.parametrize(("message", "steps_word"), [
+    ("我自己的社保卡丢了，我是成年人，怎么补办", "本人身份证"),
+    ("I lost my own social security card, I'm an adult, how do I replace it", "own ID card"),
+])
+def test_an_adult_who_lost_their_own_card_gets_the_adult_steps_and_nothing_is_filed(
+        stack: Stack, message: str, steps_word: str) -> None:
+    before = len(reports(stack))
+    user = Guardian(stack)
+    reply = user.says(message)
+    assert steps_word in reply and "12333" in reply, reply
+    assert user.slot("requested_slot") is None and user.slot("child_id_number") is None
+    assert len(reports(stack)) == before
 
 
 def test_status_then_card_found_then_card_ready_unasked(stack: Stack) -> None:

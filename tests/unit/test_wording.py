@@ -40,6 +40,7 @@ TYPED_INPUT = {
     ("bot/rules/free_text.py", "STOP_WORDS"): "words a guardian types to stop the form",
     ("bot/rules/report_details.py", "_NOT_NAMES"): "words that stand where a name would",
     ("bot/rules/regions.py", "normalise"): "the 市 a guardian may type after a city's name",
+    ("bot/rules/identity.py", "_CITY_CODES"): "how stdnum's place codes name a city",
     ("actions/report_form.py", "OTHER_CITY"): "words a guardian may type for 'no listed city'",
     ("actions/report_form.py", "NATIONAL"): "the city value of the national rules, a slot "
                                             "value and an alias in regions.yml",

@@ -8,11 +8,12 @@ import datetime as dt
 import pytest
 
 from actions.report_form import (
+    ActionAskCity,
     ActionAskReportConfirmed,
     ActionStopReport,
     ValidateLossReportForm,
 )
-from tests.testkit.people import child_id, guardian_id
+from tests.testkit.people import child_id, guardian_id, id_number
 from tests.testkit.trackers import DOMAIN, responses, run, slot_values, tracker
 
 FORM = "loss_report_form"
@@ -121,6 +122,29 @@ def test_no_to_the_summary_asks_which_item_then_clears_only_that_one() -> None:
     assert values["report_confirmed"] is None
     assert "child_name" not in values  # everything else untouched
     assert values["requested_slot"] == "phone_number"
+
+
+@pytest.mark.parametrize(("language", "first"), [("zh", "上海"), ("en", "Shanghai")])
+def test_the_city_the_childs_id_was_registered_in_is_offered_first(language: str,
+                                                                    first: str) -> None:
+    shanghai_child = id_number(dt.date(2016, 3, 7), region="310101")
+    state = tracker(slots={"child_id_number": shanghai_child, "language": language},
+                    active_loop=FORM)
+    _, messages = run(ActionAskCity(), state)
+    assert responses(messages) == ["utter_ask_city_registered"]
+    buttons = messages[0]["buttons"]
+    assert messages[0]["city"] == first and buttons[0] == {"title": first, "payload": first}
+    titles = [button["title"] for button in buttons]
+    assert len(titles) == len(set(titles)) >= 2  # the others still one tap away
+
+
+@pytest.mark.parametrize("region", [None, "320102"])  # no ID yet; registered in a city we lack
+def test_without_a_known_registration_city_the_plain_question_is_asked(
+        region: str | None) -> None:
+    slots = {"child_id_number": id_number(dt.date(2016, 3, 7), region=region)} if region else {}
+    _, messages = run(ActionAskCity(), tracker(slots=slots, active_loop=FORM))
+    assert responses(messages) == ["utter_ask_city"]
+    assert not messages[0].get("buttons")  # the response's own five cities
 
 
 def test_the_summary_masks_id_and_phone_numbers() -> None:
