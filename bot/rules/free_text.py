@@ -186,7 +186,8 @@ _A_CHILD = re.compile(
     r"|娃|宝宝|闺女|小朋友|学生", re.IGNORECASE)
 _OTHER_CARD = re.compile(
     r"\bid card\b|\bidentity card\b|bank ?card|credit card|bus card|metro card|transit|passport"
-    r"|身份证丢|身份证掉|身份证不见|银行卡|信用卡|公交卡|交通卡|地铁卡|护照|驾照|饭卡", re.IGNORECASE)
+    r"|身份证丢|身份证掉|身份证不见|银行卡|信用卡|公交卡|交通卡|地铁卡|护照|驾照|饭卡",
+    re.IGNORECASE)
 _OURS = re.compile(r"social security|ss ?card|社保|社宝|社报|设保|sbk|shebao", re.IGNORECASE)
 
 

@@ -44,7 +44,7 @@ NOT_MOBILE = "not_mobile"
 
 # How python-stdnum's administrative codes name places: a municipality's districts sit
 # under 市辖区 or 县, and only a name ending in 市 is a city.
-_CITY_CODES = {"no_city": ("市辖区", "县"), "city_suffix": "市"}
+_CITY_CODES: dict[str, tuple[str, ...]] = {"no_city": ("市辖区", "县"), "city_suffix": ("市",)}
 
 
 @dataclass(frozen=True)
