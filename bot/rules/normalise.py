@@ -66,6 +66,8 @@ class Normalised:
         return start, start + len(part)
 
 
+# The pipeline and the form's answer check read the same message in one turn: computed once.
+@functools.lru_cache(maxsize=512)
 def normalised(typed: str) -> Normalised:
     """NFKC (full width to half width), traditional to simplified Chinese, separators and a
     `+86` taken out of grouped numbers, an ID number's `x` upper-cased.

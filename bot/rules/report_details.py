@@ -28,8 +28,9 @@ _ID = re.compile(r"(?<![0-9])[0-9]{17}[0-9X](?![0-9A-Z])")
 _MOBILE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 _HAN_NAME = r"([\u4e00-\u9fff]{2,3}?)"
 _LATIN_NAME = r"([A-Z][a-z]+(?: [A-Z][a-z]+){0,2})"
-_KIN_ZH = "|".join(sorted((w for words in RELATIONSHIPS.values() for w in words
-                           if not w.isascii()), key=len, reverse=True))
+_KIN_WORDS_ZH = tuple(sorted((w for words in RELATIONSHIPS.values() for w in words
+                              if not w.isascii()), key=len, reverse=True))
+_KIN_ZH = "|".join(_KIN_WORDS_ZH)
 _KIN_EN = "|".join(sorted((w for words in RELATIONSHIPS.values() for w in words
                            if w.isascii()), key=len, reverse=True))
 # A child's name: after 孩子/女儿/儿子 (and 叫/名叫), before 的 or a break.
@@ -76,7 +77,7 @@ def details_in(text: str, today: dt.date) -> dict[str, str]:
 
 def _could_be_name(word: str) -> bool:
     return word not in _NOT_NAMES and relationship_in(word) is None \
-        and not any(word.startswith(kin) for kin in _KIN_ZH.split("|"))
+        and not word.startswith(_KIN_WORDS_ZH)
 
 
 def _relationship(text: str) -> str | None:

@@ -82,6 +82,32 @@ def loss_report(index: int) -> Script:
     ])
 
 
+def filing_one_at_a_time(index: int) -> Script:
+    """The loss report as `loss_report` types it, from the loss to the filed reference."""
+    turns = loss_report(index).turns
+    end = next(i for i, turn in enumerate(turns) if turn.expect == "files")
+    return Script(loss_report(index).language, turns[1:end + 1])
+
+
+def filing_in_one_message(index: int) -> Script:
+    """All seven details in the first message, then yes to the offer and to the summary."""
+    child, guardian = people(index)
+    if index % 2 == 0:
+        return Script("en", [
+            Turn(f"My son Li Ming lost his social security card. His ID number is {child}. "
+                 f"I'm his father Li Qiang, my ID is {guardian}, phone 13800138000, "
+                 "we are in Beijing."),
+            Turn("yes"),
+            Turn("yes", "files"),
+        ])
+    return Script("zh", [
+        Turn(f"孩子王小明的社保卡丢了，要挂失。孩子身份证{child}，我是他爸爸王建国，"
+             f"身份证{guardian}，手机13912345678，在上海。"),
+        Turn("好的"),
+        Turn("对，提交", "files"),
+    ])
+
+
 def _greetings(second: str) -> Script:
     return Script("en", [Turn("hello"), Turn(second), Turn("are you a bot?"), Turn("bye")])
 

@@ -2,9 +2,10 @@
 
 Each is trained from scratch (an empty Rasa cache, so nothing is reused) with nothing else
 running, then both models are evaluated on the same held-out files (tests/nlu) by
-tools/nlu_eval.py. Rasa's default is the pipeline `rasa init` trains with (written out in
-tools/bench/baseline.py with a fixed seed); its WhitespaceTokenizer needs `language: en`,
-which is what a Rasa user who does not configure anything gets.
+tools/nlu_eval.py and on the blind field set (tests/nlu/field) by tools/nlu_field.py. Rasa's
+default is the pipeline `rasa init` trains with (written out in tools/bench/baseline.py with a
+fixed seed); its WhitespaceTokenizer needs `language: en`, which is what a Rasa user who does
+not configure anything gets.
 """
 
 from __future__ import annotations
@@ -69,6 +70,19 @@ def evaluate(model: str, out: Path) -> dict[str, Any]:
     return dict(json.loads((out / "eval" / "nlu_eval.json").read_text(encoding="utf-8")))
 
 
+def evaluate_field(model: str, out: Path) -> dict[str, Any]:
+    """tools/nlu_field.py on the blind field set: accuracy per language and category."""
+    with open(out / "field.log", "wb") as log:
+        subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "nlu_field.py"), "--model", model,
+             "--field-dir", str(ROOT / "tests" / "nlu" / "field"), "--out", str(out / "field"),
+             "--min-accuracy", "0"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
+    found = json.loads((out / "field" / "field.json").read_text(encoding="utf-8"))
+    # The messages themselves stay out of the report: only figures leave the field set.
+    return {key: found[key] for key in ("accuracy", "count", "by_category", "confusions")}
+
+
 def compare(work: Path, say: Any) -> dict[str, Any]:
     """{"ours"|"default": {"training": {...}, "eval": {...}}}, one after the other."""
     default = work / "default-config.yml"
@@ -81,5 +95,6 @@ def compare(work: Path, say: Any) -> dict[str, Any]:
         say(f"nlu: {name} trained in {training['wall_s']} s ({training['cpu_s']} s of CPU); "
             "evaluating on the held-out files")
         results[name] = {"training": training,
-                         "eval": evaluate(training["model"], work / "nlu" / name)}
+                         "eval": evaluate(training["model"], work / "nlu" / name),
+                         "field": evaluate_field(training["model"], work / "nlu" / name)}
     return results

@@ -225,6 +225,7 @@ def _nlu_section(results: dict[str, Any]) -> list[str]:
                                       or {}).items():
                 shown = ", ".join(f"{entity} {_f1(f1)}" for entity, f1 in scores.items())
                 lines.append(f"- {label}, {lang}, {extractor}: {shown}")
+    lines += _field_section(ours.get("field"), default.get("field"))
     lines += ["", "## Training time", "",
               "| pipeline | wall s | CPU s |", "| --- | ---: | ---: |",
               f"| ours (NLU) | {ours['training']['wall_s']:.0f} | "
@@ -236,6 +237,46 @@ def _nlu_section(results: dict[str, Any]) -> list[str]:
                      f"starting (shared cores) | {results['baseline_training_s']:.0f} | - |")
     lines += ["", "`make train` adds the dialogue policies (rules and memorised stories, a few "
               "seconds) to our NLU training."]
+    return lines
+
+
+def _field_section(ours: dict[str, Any] | None, default: dict[str, Any] | None) -> list[str]:
+    """The blind field set: per language, per category, and the confusions left."""
+    if not ours:
+        return []
+    default = default or {"accuracy": {}, "by_category": {}}
+    lines = ["", "## NLU: the blind field set (tests/nlu/field, written apart, never trained on)",
+             "", "Intent accuracy on messages as guardians type them on phones, written by "
+             "someone who never saw our training data; `make test` gates it at 0.95 per "
+             "language.", "",
+             "| language | messages | accuracy, ours | accuracy, default |",
+             "| --- | ---: | ---: | ---: |"]
+    for lang in sorted(ours["accuracy"]):
+        lines.append(f"| {lang} | {ours['count'][lang]} | {ours['accuracy'][lang]:.3f} | "
+                     f"{default['accuracy'].get(lang, 0):.3f} |")
+    lines += ["", "| category | messages | ours | default |", "| --- | ---: | ---: | ---: |"]
+    for category, row in sorted(ours["by_category"].items()):
+        theirs = default["by_category"].get(category) or {}
+        lines.append(f"| {category} | {row['n']} | {row['accuracy']:.3f} | "
+                     f"{theirs.get('accuracy', 0):.3f} |")
+    left = [f"{c['language']} {c['intent']} -> {c['predicted']} ({c['count']})"
+            for c in ours["confusions"][:12]]
+    lines += ["", "Confusions left (ours; `nlu_fallback` is \"say it again\" with the "
+              "choices, never a wrong answer): " + ("; ".join(left) or "none") + "."]
+    return lines
+
+
+def _turns_section(rows: list[dict[str, Any]] | None) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", "## Turns to a filed report", "",
+             "Messages a guardian sends from the loss to the reference, over REST on the "
+             "running stack (tools/bench/conversations.py).", "",
+             "| how the details are given | language | turns | filed |",
+             "| --- | --- | ---: | --- |"]
+    for row in rows:
+        lines.append(f"| {row['style']} | {row['language']} | {row['turns']} | "
+                     f"{'yes' if row['filed'] else 'no'} |")
     return lines
 
 
@@ -403,6 +444,7 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
               ""]
     lines += _profile_section(results.get("profile", []))
     lines += _sampling_section(results.get("py_spy"))
+    lines += _turns_section(results.get("turns_to_filing"))
     lines += ["", "## NLU: held-out examples (tests/nlu, never trained on)", ""]
     lines += _nlu_section(results)
     lines += ["", "## Resident memory (RSS, MiB; children included)", ""]

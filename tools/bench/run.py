@@ -39,7 +39,14 @@ from tests.testkit.redis_server import RedisServer
 from tests.testkit.stack import Stack
 from tools.bench import baseline, machine, nlu_compare, report
 from tools.bench.clients import RestGuardian, SocketGuardian
-from tools.bench.conversations import Script, greeting_only, loss_report, moodbot
+from tools.bench.conversations import (
+    Script,
+    filing_in_one_message,
+    filing_one_at_a_time,
+    greeting_only,
+    loss_report,
+    moodbot,
+)
 from tools.bench.load import Level, run_level
 from tools.bench.profile import (
     CountingProxy,
@@ -172,6 +179,24 @@ async def calibrate(rasa_url: str, script_for: Callable[[int], Script],
     return expected
 
 
+async def turns_to_filing(rasa_url: str) -> list[dict[str, Any]]:
+    """How many messages a guardian sends from the loss to the filed reference: every detail
+    on its own, or all seven in one message, in each language."""
+    found = []
+    async with aiohttp.ClientSession() as session:
+        guardian = RestGuardian(session, rasa_url)
+        for style, script_for in (("one at a time", filing_one_at_a_time),
+                                  ("all in one message", filing_in_one_message)):
+            for index in (400, 401):
+                script = script_for(index)
+                outcome = await guardian.converse(script)
+                found.append({"style": style, "language": script.language,
+                              "turns": len(outcome.latencies),
+                              "filed": outcome.finished and outcome.reference is not None,
+                              "errors": outcome.errors})
+    return found
+
+
 async def sample_rasa(profiled: Process, settings: Settings,
                       work: Path) -> dict[str, Any] | None:
     """py-spy samples of the profiled Rasa over a few conversations, by part of Rasa."""
@@ -280,6 +305,10 @@ async def bench_stack(args: argparse.Namespace, work: Path, results: dict[str, A
         results["memory_idle_mib"] = machine.resident_mib(processes)
         expected = await calibrate(stack.rasa_url, loss_report, [1, 2])
         results["expected_replies"] = expected
+        results["turns_to_filing"] = await turns_to_filing(stack.rasa_url)
+        say("turns to a filed report: " + ", ".join(
+            f"{row['language']} {row['style']} {row['turns']}"
+            + ("" if row["filed"] else " (not filed)") for row in results["turns_to_filing"]))
         servers = processes
         memory_after: dict[str, dict[str, float]] = {}
         index = 10
