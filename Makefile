@@ -15,7 +15,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FIELD_MIN ?= 0.75
 TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
 
-.PHONY: help run test lint validate pytest rasa-test nlu-eval train deps clean staff bench
+.PHONY: help run test lint validate pytest rasa-test nlu-eval train deps clean staff bench rotate-keys augment
 
 help:
 	@echo "make run    start the assistant (Redis, action server, Rasa) and print the chat page"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  load, baseline, NLU and memory figures; rewrites BENCHMARKS.md (~17 min)"
 	@echo "make staff ARGS='list'   the staff tool (list, show REF, advance REF [--to STATUS])"
+	@echo "make rotate-keys  re-seal personal data under a new DATA_ENCRYPTION_KEY"
 
 $(STAMP): pyproject.toml requirements.lock
 	@python=$$(tools/find-python.sh) && \
@@ -74,6 +75,14 @@ run: $(STAMP) $(WEB) $(MODEL)
 
 staff: $(STAMP)
 	@$(PY) -m card_service $(ARGS)
+
+# After DATA_ENCRYPTION_KEY changed (the old one in DATA_ENCRYPTION_KEYS_RETIRED).
+rotate-keys: $(STAMP)
+	@$(PY) -m bot.crypto rotate
+
+# Pinyin and typing-slip variants of our own training examples (tools/augment_nlu.py).
+augment: $(STAMP)
+	@$(PY) tools/augment_nlu.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot actions card_service tests tools

@@ -19,7 +19,7 @@ ROLES: dict[str, dict[str, float]] = {
     # Rasa's tracker store and lock store (bot/rasa/): a turn fails rather than hangs.
     "tracker": {"socket_timeout": 10.0, "socket_connect_timeout": 10.0},
     "lock": {"socket_timeout": 10.0, "socket_connect_timeout": 10.0},
-    # Measuring tools (tools/bench): they wait as long as it takes.
+    # Measuring and maintenance tools (tools/bench, key rotation): they wait as long as it takes.
     "tool": {},
 }
 

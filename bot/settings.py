@@ -8,10 +8,13 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from dotenv import dotenv_values
+
+if TYPE_CHECKING:
+    from bot.crypto import Vault
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_REDIS_PORT = 6390
@@ -88,11 +91,19 @@ class Settings:
     # Card service: key material for data at rest, an optional Rasa URL override and a
     # clock offset (days) that tests and demos use to see temporary reports lapse.
     data_encryption_key: str = ""
+    # Earlier DATA_ENCRYPTION_KEYs: they still open what they sealed until a rotation.
+    data_encryption_keys_retired: tuple[str, ...] = ()
     rasa_url_override: str = ""
     # Where the action server finds the card service when it runs on another host.
     card_service_url_override: str = ""
     clock_offset_days: int = 0
     outbox_max_delay_seconds: float = 60.0
+
+    def vault(self) -> Vault:
+        """The keys for personal data at rest (conversations and reports)."""
+        from bot.crypto import Vault
+
+        return Vault(self.data_encryption_key, self.data_encryption_keys_retired)
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
@@ -136,6 +147,9 @@ class Settings:
             data_dir=Path(env.get("DATA_DIR", str(ROOT / "var"))),
             tracker_expiry_seconds=_number(env, "TRACKER_EXPIRY_SECONDS", 90 * 24 * 3600, int),
             data_encryption_key=env.get("DATA_ENCRYPTION_KEY", ""),
+            data_encryption_keys_retired=tuple(
+                key.strip() for key in env.get("DATA_ENCRYPTION_KEYS_RETIRED", "").split(",")
+                if key.strip()),
             rasa_url_override=env.get("RASA_URL", "").strip().rstrip("/"),
             card_service_url_override=env.get("CARD_SERVICE_URL", "").strip().rstrip("/"),
             clock_offset_days=_number(env, "CARD_SERVICE_CLOCK_OFFSET_DAYS", 0, int),

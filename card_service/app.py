@@ -21,7 +21,6 @@ from bot import redis as bot_redis
 from bot.rules import identity, regions, statuses
 from bot.settings import Settings
 from card_service import validation
-from card_service.crypto import Vault
 from card_service.openapi import document
 from card_service.outbox import Outbox
 from card_service.store import Clock, Store, effective_status, iso
@@ -89,7 +88,7 @@ class Service:
         if settings.card_service_token == settings.staff_token:
             raise ValueError("CARD_SERVICE_TOKEN and CARD_SERVICE_STAFF_TOKEN must differ")
         self.settings = settings
-        self.vault = Vault(settings.data_encryption_key)
+        self.vault = settings.vault()
         self.clock = Clock(settings.clock_offset_days)
         self.tokens = {SERVICE: settings.card_service_token.encode(),
                        STAFF: settings.staff_token.encode()}

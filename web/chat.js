@@ -11,8 +11,39 @@
   var phone = window.matchMedia("(max-width: 600px)").matches;
   document.body.classList.add(phone ? "phone" : "desktop");
 
-  // The widget keeps the conversation in localStorage (history across reloads);
-  // on a shared phone the guardian can wipe it.
+  // The widget keeps the conversation in localStorage (history across reloads). What it keeps
+  // has every ID and mobile number masked as the replies show them (1101**********3329):
+  // whole numbers are seen only in the moment they are typed. On a shared phone the guardian
+  // can wipe the history.
+  var NUMBER = /[0-9\uFF10-\uFF19](?:[ \-]?[0-9\uFF10-\uFF19]){9,16}(?:[ \-]?[0-9Xx\uFF10-\uFF19\uFF38\uFF58])/g;
+  function masked(text) {
+    return text.replace(NUMBER, function (typed) {
+      var digits = typed.normalize("NFKC").replace(/[ \-]/g, "");
+      if (digits.length < 11) { return typed; }
+      var keep = Math.min(4, Math.floor(digits.length / 4));
+      return digits.slice(0, keep) + "*".repeat(digits.length - 2 * keep) +
+        digits.slice(digits.length - keep);
+    });
+  }
+  // Only the texts: numbers such as timestamps and the session id stay as they are.
+  function maskedTexts(value, key) {
+    if (typeof value === "string") { return /session/i.test(key || "") ? value : masked(value); }
+    if (Array.isArray(value)) { return value.map(function (item) { return maskedTexts(item); }); }
+    if (value && typeof value === "object") {
+      var copy = {};
+      Object.keys(value).forEach(function (name) { copy[name] = maskedTexts(value[name], name); });
+      return copy;
+    }
+    return value;
+  }
+  var setItem = Storage.prototype.setItem;
+  Storage.prototype.setItem = function (key, value) {
+    if (key === "chat_session") {
+      try { value = JSON.stringify(maskedTexts(JSON.parse(value))); } catch (error) { value = "{}"; }
+    }
+    return setItem.call(this, key, value);
+  };
+
   document.getElementById("clear-chat").addEventListener("click", function () {
     var question = zh ? "清除本机上的对话记录？" : "Clear this conversation from this device?";
     if (window.confirm(question)) {

@@ -13,6 +13,12 @@ And on a turn's save, when Redis still holds the text this process read at the t
 and the tracker goes on from what that read gave, only the turn's new events are encoded
 and put after it: no re-reading, no re-encoding of the conversation so far (5% of Rasa's
 busy time in `make bench`, growing with the conversation).
+
+What is stored keeps no personal data in clear: typed ID and mobile numbers are masked in
+every user message, every value the form held is masked once the form has ended
+(bot/rasa/scrub.py), and the whole record is sealed with AES-GCM under the key id of
+DATA_ENCRYPTION_KEY (bot/crypto.py), the conversation id bound in. A record written before
+sealing (JSON in clear) is still read, and sealed on its next save.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from rasa.shared.core.trackers import (
 )
 
 from bot import redis as bot_redis
+from bot.rasa import scrub
 from bot.rasa.fast_json import dumps, loads
+from bot.settings import settings
 
 # Conversations whose last read is remembered for the save that ends their turn: more than
 # one Rasa process has turns in flight at once; an entry pushed out only costs a full save.
@@ -43,7 +51,8 @@ REMEMBERED_READS = 256
 class Read(NamedTuple):
     """What a retrieve read from Redis and what it handed out."""
 
-    text: str
+    sealed: str  # as stored
+    text: str  # opened
     length: int  # events of the tracker handed out
     last: Any  # its last event object, or None
 
@@ -85,6 +94,14 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: redis.asyncio.Redis | None = None
         self._reads: OrderedDict[str, Read] = OrderedDict()
+        self._vault = settings().vault()
+
+    def _seal(self, sender_id: str, text: str) -> str:
+        return self._vault.encrypt(text, f"tracker:{sender_id}")
+
+    def _open(self, sender_id: str, stored: str) -> str:
+        return stored if stored.startswith("{") else \
+            self._vault.decrypt(stored, f"tracker:{sender_id}")
 
     def _redis(self) -> redis.asyncio.Redis:
         # An asyncio connection belongs to the loop that opened it; a tool that runs the
@@ -99,14 +116,20 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
         await self.stream_events(tracker)
         if not timeout and self.record_exp:
             timeout = self.record_exp
-        key = self.key_prefix + tracker.sender_id
+        sender_id = tracker.sender_id
+        key = self.key_prefix + sender_id
         client = self._redis()
-        read = self._reads.pop(tracker.sender_id, None)
-        stored = await client.get(key)
-        value = self._appended(tracker, stored, read) if read is not None else None
+        read = self._reads.pop(sender_id, None)
+        sealed = await client.get(key)
+        new = itertools.islice(tracker.events, read.length if read else 0, None)
+        closed = scrub.closes([event.as_dict() for event in new], tracker.current_slot_values())
+        value = None
+        if read is not None and not closed and sealed == read.sealed:
+            value = self._appended(tracker, read.text, read)
         if value is None:
-            value = self._merged(tracker, stored)
-        await client.set(key, value, ex=int(timeout) if timeout else None)
+            stored = self._open(sender_id, sealed) if sealed is not None else None
+            value = self._merged(tracker, stored, closed)
+        await client.set(key, self._seal(sender_id, value), ex=int(timeout) if timeout else None)
 
     @staticmethod
     def _appended(tracker: DialogueStateTracker, stored: str | None, read: Read) -> str | None:
@@ -123,19 +146,24 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
         head = dumps({"name": tracker.sender_id})[:-1] + ',"events":['
         if not stored.startswith(head) or not stored.endswith("]}"):
             return None
-        new = [dumps(event.as_dict()) for event in itertools.islice(events, read.length, None)]
+        added = [event.as_dict() for event in itertools.islice(events, read.length, None)]
+        new = [dumps(event) for event in scrub.scrubbed(added)]
         if not new:
             return stored
         separator = "" if stored.endswith("[]}") else ","
         return f"{stored[:-2]}{separator}{','.join(new)}]}}"
 
     @staticmethod
-    def _merged(tracker: DialogueStateTracker, stored: str | None) -> str:
+    def _merged(tracker: DialogueStateTracker, stored: str | None, closed: bool) -> str:
         dialogue = tracker.as_dialogue().as_dict()
-        current = [dumps(event) for event in dialogue.pop("events")]
+        events = dialogue.pop("events")
+        previous_events = loads(stored).get("events", []) if stored is not None else []
+        # Once the form has ended, every value it held is masked in the whole record.
+        known = scrub.personal_values([*previous_events, *events]) if closed else {}
+        current = [dumps(event) for event in scrub.scrubbed(events, known)]
         if stored is not None:
             # Re-dumping what was read gives the same text for the same event.
-            previous = [dumps(event) for event in loads(stored).get("events", [])]
+            previous = [dumps(event) for event in scrub.scrubbed(previous_events, known)]
             current = merged_events(previous, current)
         head = dumps(dialogue)[:-1]
         separator = "," if dialogue else ""
@@ -152,9 +180,10 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
 
     async def _retrieve(self, sender_id: str,
                         fetch_all_sessions: bool) -> DialogueStateTracker | None:
-        stored = await self._redis().get(self.key_prefix + sender_id)
-        if stored is None:
+        sealed = await self._redis().get(self.key_prefix + sender_id)
+        if sealed is None:
             return None
+        stored = self._open(sender_id, sealed)
         tracker = self.deserialise_tracker(sender_id, stored)
         if tracker is None:
             return None
@@ -162,7 +191,7 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
             sessions = get_trackers_for_conversation_sessions(tracker)
             tracker = sessions[-1] if len(sessions) > 1 else tracker
         events = tracker.events
-        self._reads[sender_id] = Read(stored, len(events), events[-1] if events else None)
+        self._reads[sender_id] = Read(sealed, stored, len(events), events[-1] if events else None)
         self._reads.move_to_end(sender_id)
         while len(self._reads) > REMEMBERED_READS:
             self._reads.popitem(last=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import requests
@@ -86,6 +87,22 @@ def test_reload_keeps_the_history_and_the_conversation(phone: ChatPage) -> None:
     tracker = phone.stack.tracker(session)
     assert [e["text"] for e in tracker["events"] if e["event"] == "user"][-2:] == [
         "are you a bot?", "thank you"]
+
+
+def test_the_history_kept_on_the_phone_has_numbers_only_masked(phone: ChatPage) -> None:
+    """Typed whole, stored and shown after a reload masked, like the replies show them."""
+    phone.open()
+    child = people.child_id(age=7, sequence=171)
+    phone.say(f"my son lost his social security card, his ID is {child[:6]} {child[6:]}")
+    phone.say("my phone is １３９１２３４５６７８")  # full width, as Chinese keyboards type it
+    stored = phone.page.evaluate("window.localStorage.getItem('chat_session')")
+    assert child not in stored.replace(" ", "") and "13912345678" not in stored
+    assert f"{child[:4]}{'*' * 10}{child[-4:]}" in stored and "13*******78" in stored
+    assert json.loads(stored)["session_id"] == phone.session_id()  # the rest intact
+    phone.reload()
+    phone.wait_until(lambda: len(phone.user_messages()) == 2, "history after reload")
+    shown = " ".join(phone.user_messages())
+    assert child not in shown.replace(" ", "") and "13*******78" in shown
 
 
 def test_a_chinese_message_gets_a_chinese_reply(phone: ChatPage) -> None:

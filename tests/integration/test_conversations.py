@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 import requests
 
 from tests.testkit.people import child_id, guardian_id, id_number
@@ -122,6 +123,12 @@ def test_all_seven_details_in_one_message_reach_the_summary_with_no_question(
     assert REFERENCE.search(filed) and filed_words in filed, filed
     assert user.turns == 3
     print(f"\nturns to a filed report, everything in one message: {user.turns}")
+    # At rest: sealed, and once filed no whole number or name in the record.
+    raw = redis.Redis.from_url(stack.settings.redis_url, decode_responses=True).get(
+        f"cardbot:tracker:{user.sender}")
+    record = stack.settings.vault().decrypt(raw, f"tracker:{user.sender}")
+    for whole in (child, guardian, phone, *summary_words[:2]):
+        assert whole not in record and whole not in raw, whole
 
 
 @pytest.mark.parametrize(("words", "city_word"), [
