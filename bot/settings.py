@@ -91,6 +91,9 @@ class Settings:
     # Card service: key material for data at rest, an optional Rasa URL override and a
     # clock offset (days) that tests and demos use to see temporary reports lapse.
     data_encryption_key: str = ""
+    # The embedded Redis's memory ceiling; it never evicts (reports, conversations and the
+    # outbox must not vanish): past the ceiling writes fail loudly instead.
+    redis_maxmemory: str = "512mb"
     # Earlier DATA_ENCRYPTION_KEYs: they still open what they sealed until a rotation.
     data_encryption_keys_retired: tuple[str, ...] = ()
     rasa_url_override: str = ""
@@ -147,6 +150,7 @@ class Settings:
             data_dir=Path(env.get("DATA_DIR", str(ROOT / "var"))),
             tracker_expiry_seconds=_number(env, "TRACKER_EXPIRY_SECONDS", 90 * 24 * 3600, int),
             data_encryption_key=env.get("DATA_ENCRYPTION_KEY", ""),
+            redis_maxmemory=env.get("REDIS_MAXMEMORY", "512mb").strip() or "512mb",
             data_encryption_keys_retired=tuple(
                 key.strip() for key in env.get("DATA_ENCRYPTION_KEYS_RETIRED", "").split(",")
                 if key.strip()),

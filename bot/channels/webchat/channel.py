@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 # conversation's room: it must be long enough not to be guessed. Anything else gets a new one.
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 SUBSCRIBE_TIMEOUT = 5.0
+# The largest message a page sends is a few thousand characters of text with its envelope;
+# a frame beyond this closes the socket instead of being buffered (python-socketio: 1 MB).
+MAX_FRAME_BYTES = 32_000
+# What a page's customData may carry into the conversation: the only thing we use.
+METADATA_LANGUAGES = ("en", "zh")
 
 
 def valid_session_id(value: Any) -> str | None:
@@ -54,9 +59,11 @@ def valid_session_id(value: Any) -> str | None:
 
 
 def message_metadata(data: dict[str, Any], key: str) -> dict[str, Any]:
-    """The widget's `customData` (a JSON object, sometimes sent as a string) as metadata.
+    """The widget's `customData` (a JSON object, sometimes sent as a string) as metadata: only
+    the page's language is kept, whatever else a client puts there.
 
-    >>> message_metadata({"customData": '{"language": "zh"}'}, "customData")
+    >>> message_metadata({"customData": '{"language": "zh", "x": "' + 'a' * 99 + '"}'},
+    ...                  "customData")
     {'language': 'zh'}
     >>> message_metadata({"customData": "not json"}, "customData")
     {}
@@ -67,7 +74,8 @@ def message_metadata(data: dict[str, Any], key: str) -> dict[str, Any]:
             metadata = json.loads(metadata)
         except ValueError:
             return {}
-    return metadata if isinstance(metadata, dict) else {}
+    language = metadata.get("language") if isinstance(metadata, dict) else None
+    return {"language": language} if language in METADATA_LANGUAGES else {}
 
 
 class LocalFirstRedisManager(socketio.AsyncRedisManager):
@@ -140,6 +148,7 @@ class WebChatInput(ChannelInput, SocketIOInput):
             async_mode="sanic",
             cors_allowed_origins=[],
             client_manager=redis_client_manager(self.config.redis_url),
+            max_http_buffer_size=MAX_FRAME_BYTES,
         )
         # get_output_channel() hands this server to trigger_intent's "latest" channel.
         self.sio = sio
@@ -208,6 +217,8 @@ class WebChatInput(ChannelInput, SocketIOInput):
                 # A coroutine from python-socketio 5.10 on (Rasa's channel forgets to await it).
                 if inspect.isawaitable(joined):
                     await joined
+            # The socket's conversation from now on: a message cannot name another one.
+            await sio.save_session(sid, {"session_id": session_id}, namespace=namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
 
         @sio.on(self.user_message_evt, namespace=namespace)
@@ -215,10 +226,14 @@ class WebChatInput(ChannelInput, SocketIOInput):
             if not isinstance(data, dict):
                 return
             if self.session_persistence:
-                sender_id = valid_session_id(data.get("session_id"))
-                if sender_id is None:
-                    log.warning("webchat: message without a valid session_id ignored")
+                bound = (await sio.get_session(sid, namespace=namespace)).get("session_id")
+                named = data.get("session_id")
+                if bound is None or (named is not None and named != bound):
+                    log.warning("webchat: a message %s ignored",
+                                "before its session request" if bound is None
+                                else "naming another conversation")
                     return
+                sender_id = bound
             else:
                 sender_id = sid
             await self.shared_turns.submit({

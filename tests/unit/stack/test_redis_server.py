@@ -22,14 +22,18 @@ def test_configuration_promises_durability_and_loopback(tmp_path: Path) -> None:
 def test_the_embedded_server_starts_with_the_password(tmp_path: Path) -> None:
     port = free_port()
     settings = Settings.from_env({"DATA_DIR": str(tmp_path), "REDIS_EMBEDDED_PORT": str(port),
-                                  "REDIS_PASSWORD": "pw"})
+                                  "REDIS_PASSWORD": "pw", "REDIS_MAXMEMORY": "64mb"})
     config = redis_server.write_configuration(settings, "pw")
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700  # the data directory too
     process = Process("redis", [redis_server.binary(), str(config)], {}, tmp_path).start()
     try:
         client = redis.Redis.from_url(settings.redis_url)
         wait_for(lambda: _pings(client), 10, "redis")
         assert client.config_get("appendfsync") == {"appendfsync": "always"}
+        # Nothing is ever evicted: at the ceiling a write fails with an error instead.
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("maxmemory") == {"maxmemory": str(64 * 1024 * 1024)}
         anonymous = redis.Redis(port=port)
         try:
             anonymous.ping()

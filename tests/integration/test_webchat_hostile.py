@@ -1,0 +1,110 @@
+"""Web chat against a client that does not play by the page's rules: a socket cannot speak in
+another conversation, client metadata is cut to the language, an oversized frame is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import socketio
+
+from tests.testkit.stack import Stack, running_stack
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("webchat-hostile")) as running:
+        yield running
+
+
+class Page:
+    """A socket that asks for its session as the widget does, then sends what it likes."""
+
+    def __init__(self, stack: Stack):
+        self.url = stack.rasa_url
+        self.session = uuid.uuid4().hex
+        self.uttered: asyncio.Queue[dict] = asyncio.Queue()
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.client.on("bot_uttered", self.uttered.put_nowait)
+
+    async def open(self) -> Page:
+        confirmed: asyncio.Queue[Any] = asyncio.Queue()
+        self.client.on("session_confirm", confirmed.put_nowait)
+        await self.client.connect(self.url, socketio_path="/socket.io", transports=["polling"])
+        await self.client.emit("session_request", {"session_id": self.session})
+        assert await asyncio.wait_for(confirmed.get(), TIMEOUT) == self.session
+        return self
+
+    async def send(self, message: str, **extra: Any) -> None:
+        await self.client.emit("user_uttered", {"message": message,
+                                                "session_id": self.session, **extra})
+
+    async def reply(self) -> dict:
+        return await asyncio.wait_for(self.uttered.get(), TIMEOUT)
+
+
+def user_texts(stack: Stack, session: str) -> list[str]:
+    events = stack.tracker(session)["events"]
+    return [event["text"] for event in events if event["event"] == "user"]
+
+
+def test_a_socket_cannot_speak_in_another_conversation(stack: Stack) -> None:
+    async def run() -> None:
+        victim, intruder = await Page(stack).open(), await Page(stack).open()
+        try:
+            await victim.send("hello")
+            await victim.reply()
+            # The intruder names the victim's conversation, then says something in its own.
+            await intruder.client.emit("user_uttered", {"message": "stop",
+                                                        "session_id": victim.session})
+            await intruder.send("are you a bot?")
+            await intruder.reply()
+            await asyncio.sleep(0.5)
+            assert user_texts(stack, victim.session) == ["hello"]
+            assert user_texts(stack, intruder.session) == ["are you a bot?"]
+        finally:
+            await victim.client.disconnect()
+            await intruder.client.disconnect()
+
+    asyncio.run(run())
+
+
+def test_client_metadata_keeps_only_the_language(stack: Stack) -> None:
+    async def run() -> str:
+        page = await Page(stack).open()
+        try:
+            await page.send("hello", customData={"language": "zh", "tracking": "x" * 2000,
+                                                 "nested": {"a": [1, 2, 3]}})
+            await page.reply()
+            return page.session
+        finally:
+            await page.client.disconnect()
+
+    session = asyncio.run(run())
+    user = [e for e in stack.tracker(session)["events"] if e["event"] == "user"][-1]
+    # Rasa adds its own model ids; of what the client sent, only the language is kept.
+    sent = {key: value for key, value in user["metadata"].items()
+            if key not in ("assistant_id", "model_id")}
+    assert sent == {"language": "zh"}
+
+
+def test_an_oversized_frame_is_refused_and_nothing_of_it_is_stored(stack: Stack) -> None:
+    async def run() -> tuple[str, bool]:
+        page = await Page(stack).open()
+        try:
+            await page.send("hello " + "x" * 300_000)
+            await asyncio.sleep(2.0)
+            return page.session, page.client.connected
+        finally:
+            if page.client.connected:
+                await page.client.disconnect()
+
+    session, still_connected = asyncio.run(run())
+    assert not still_connected  # the server closed the connection
+    assert not any("x" * 1000 in (text or "") for text in user_texts(stack, session))
