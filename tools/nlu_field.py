@@ -33,16 +33,17 @@ class Example:
 
 
 def examples(field_dir: Path) -> list[Example]:
-    """Every example of `field_<language>.yml`, with its category from the metadata."""
+    """Every example of `<set>_<language>.yml` (field_en.yml, dev_zh.yml...), with its category
+    from the metadata."""
     found = []
-    for path in sorted(field_dir.glob("field_*.yml")):
+    for path in sorted(field_dir.glob("*_*.yml")):
         language = path.stem.rsplit("_", 1)[-1]
         for block in yaml.safe_load(path.read_text(encoding="utf-8"))["nlu"]:
             for item in block["examples"]:
                 found.append(Example(language, item["metadata"]["category"], block["intent"],
                                      item["text"].strip()))
     if not found:
-        raise SystemExit(f"no field_*.yml examples in {field_dir}")
+        raise SystemExit(f"no <set>_<language>.yml examples in {field_dir}")
     return found
 
 

@@ -191,6 +191,40 @@ _OTHER_CARD = re.compile(
 _OURS = re.compile(r"social security|ss ?card|社保|社宝|社报|设保|sbk|shebao", re.IGNORECASE)
 
 
+# Another card or document lost (an ID card, a bank card, the household book...): not ours,
+# unless the social security card is named too.
+_OTHER_LOST = re.compile(
+    r"(?:身份证|银行卡|信用卡|储蓄卡|公交卡|交通卡|地铁卡|学生证|学生卡|饭卡|校园卡|护照|户口本|户口簿|驾照|驾驶证)"
+    r"[^，。,.!?？！]{0,6}(?:丢|掉|不见|找不到|找不着|遗失|被偷|补办|补一张)"
+    r"|(?:丢|掉|不见|找不到|遗失|被偷)了?[^，。,.!?？！]{0,6}(?:身份证|银行卡|信用卡|公交卡|学生证|学生卡|护照"
+    r"|户口本|户口簿|驾照)"
+    r"|\b(?:lost|lose|losing|missing|stolen|replace|reissue|can'?t find)\b[^,.!?]{0,25}"
+    r"\b(?:id card|identity card|bank ?card|credit card|debit card|bus card|metro card|transit card"
+    r"|student card|student id|school card|passport|hukou|household (?:register|registration)?"
+    r" ?(?:book|booklet)|driving licen[cs]e|driver'?s licen[cs]e)\b"
+    r"|\b(?:id card|identity card|bank ?card|credit card|debit card|bus card|student card"
+    r"|passport|hukou(?: booklet| book)?)\b[^,.!?]{0,15}\b(?:lost|missing|stolen|gone)\b",
+    re.IGNORECASE)
+
+
+def other_card_lost_in(text: str) -> bool:
+    """A card or document other than the social security card is what was lost.
+
+    >>> other_card_lost_in("my daughter lost her bank card"), other_card_lost_in("女儿的银行卡丢了")
+    (True, True)
+    >>> other_card_lost_in("孩子的社保卡和银行卡一起丢了")
+    False
+    >>> other_card_lost_in("my son lost his card, I only have his hukou booklet")
+    False
+    """
+    return bool(_OTHER_LOST.search(text or "")) and not _OURS.search(text or "")
+
+
+def outside_scope(text: str) -> bool:
+    """A lost card the assistant does not file for: an adult's own, or another kind."""
+    return own_card_in(text) or other_card_lost_in(text)
+
+
 def own_card_in(text: str) -> bool:
     """An adult speaks of losing their own (or another adult's) social security card.
 

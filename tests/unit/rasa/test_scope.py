@@ -1,0 +1,41 @@
+"""ScopeCheck: a lost card that is not a child's social security card is out of scope."""
+
+from __future__ import annotations
+
+import pytest
+from rasa.shared.nlu.training_data.message import Message
+
+from bot.rasa.scope import ScopeCheck
+
+
+def classified(text: str, ranking: list[tuple[str, float]]) -> Message:
+    message = Message(data={"text": text})
+    message.set("intent", {"name": ranking[0][0], "confidence": ranking[0][1]})
+    message.set("intent_ranking", [{"name": n, "confidence": c} for n, c in ranking])
+    return ScopeCheck().process([message])[0]
+
+
+@pytest.mark.parametrize("text", ["my daughter lost her bank card", "儿子的身份证丢了",
+                                  "我自己的社保卡丢了", "my husband lost his social security card"])
+def test_other_cards_and_adults_cards_become_out_of_scope(text: str) -> None:
+    message = classified(text, [("report_lost_card", 0.9), ("out_of_scope", 0.06),
+                                ("ask_fee", 0.04)])
+    assert message.get("intent") == {"name": "out_of_scope", "confidence": 0.9}
+    assert [(r["name"], r["confidence"]) for r in message.get("intent_ranking")] == [
+        ("out_of_scope", 0.9), ("report_lost_card", 0.06), ("ask_fee", 0.04)]
+
+
+def test_out_of_scope_beyond_the_ranking_takes_the_reports_place() -> None:
+    message = classified("my son lost his passport", [("report_lost_card", 0.8),
+                                                      ("ask_fee", 0.2)])
+    assert [r["name"] for r in message.get("intent_ranking")] == ["out_of_scope", "ask_fee"]
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("my son lost his social security card", "report_lost_card"),
+    ("孩子的社保卡和银行卡一起丢了", "report_lost_card"),
+    ("my son lost his bank card, how much is a new one", "ask_fee"),  # not a report: untouched
+])
+def test_a_childs_card_and_other_intents_are_left_alone(text: str, intent: str) -> None:
+    message = classified(text, [(intent, 0.9), ("out_of_scope", 0.1)])
+    assert message.get("intent")["name"] == intent
