@@ -25,6 +25,7 @@ MAX_TURNS_AT_ONCE = 64
 # Made on the first `make run` and never rewritten (see `ensure_secrets`).
 GENERATED_SECRETS = (
     "RASA_TOKEN",
+    "RASA_JWT_SECRET",
     "CARD_SERVICE_TOKEN",
     "CARD_SERVICE_STAFF_TOKEN",
     "REDIS_PASSWORD",
@@ -91,6 +92,8 @@ class Settings:
     # Card service: key material for data at rest, an optional Rasa URL override and a
     # clock offset (days) that tests and demos use to see temporary reports lapse.
     data_encryption_key: str = ""
+    # Signs the short-lived, one-conversation tokens the card service presents to Rasa's API.
+    rasa_jwt_secret: str = ""
     # The embedded Redis's memory ceiling; it never evicts (reports, conversations and the
     # outbox must not vanish): past the ceiling writes fail loudly instead.
     redis_maxmemory: str = "512mb"
@@ -150,6 +153,7 @@ class Settings:
             data_dir=Path(env.get("DATA_DIR", str(ROOT / "var"))),
             tracker_expiry_seconds=_number(env, "TRACKER_EXPIRY_SECONDS", 90 * 24 * 3600, int),
             data_encryption_key=env.get("DATA_ENCRYPTION_KEY", ""),
+            rasa_jwt_secret=env.get("RASA_JWT_SECRET", ""),
             redis_maxmemory=env.get("REDIS_MAXMEMORY", "512mb").strip() or "512mb",
             data_encryption_keys_retired=tuple(
                 key.strip() for key in env.get("DATA_ENCRYPTION_KEYS_RETIRED", "").split(",")
@@ -218,6 +222,7 @@ class Settings:
             "REDIS_PASSWORD": self.redis_password,
             "REDIS_EMBEDDED_PORT": str(self.redis_embedded_port),
             "RASA_TOKEN": self.rasa_token,
+            "RASA_JWT_SECRET": self.rasa_jwt_secret,
             "CARD_SERVICE_TOKEN": self.card_service_token,
             "CARD_SERVICE_STAFF_TOKEN": self.staff_token,
             "DATA_DIR": str(self.data_dir),

@@ -179,8 +179,8 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
 
     @app.after_server_start
     async def start_outbox(app: Sanic, _loop: Any) -> None:
-        outbox = Outbox(service.store, service.clock, settings.rasa_url, settings.rasa_token,
-                        settings.outbox_max_delay_seconds)
+        outbox = Outbox(service.store, service.clock, settings.rasa_url,
+                        settings.rasa_jwt_secret, settings.outbox_max_delay_seconds)
         app.ctx.outbox = outbox
         app.ctx.outbox_task = asyncio.get_running_loop().create_task(outbox.run())
         log.info("card service ready on %s:%s", settings.bind_host, settings.card_service_port)

@@ -33,4 +33,4 @@ EXPOSE 5005
 # endpoints.yml reads ACTIONS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD and
 # TRACKER_EXPIRY_SECONDS; the web chat reads REDIS_URL; the HTTP API needs RASA_TOKEN.
 # All come from the environment (compose file, Kubernetes Secret), never from the image.
-ENTRYPOINT ["/bin/sh", "-c", "exec python -m bot.rasa run --model /app/models/bot.tar.gz --port \"$RASA_PORT\" --interface 0.0.0.0 --enable-api --auth-token \"$RASA_TOKEN\" --credentials /app/credentials.yml --endpoints /app/endpoints.yml \"$@\"", "rasa"]
+ENTRYPOINT ["/bin/sh", "-c", "exec python -m bot.rasa run --model /app/models/bot.tar.gz --port \"$RASA_PORT\" --interface 0.0.0.0 --enable-api --credentials /app/credentials.yml --endpoints /app/endpoints.yml \"$@\"", "rasa"]

@@ -44,6 +44,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args[:1] == [LIST]:
         print(listing(chosen))
         return
+    # Secrets from the environment, never on the command line (`ps` shows it to every user):
+    # this process's own argument list is not what `ps` reads.
+    if args[:1] == ["run"]:
+        config = settings()
+        for flag, secret in (("--auth-token", config.rasa_token),
+                             ("--jwt-secret", config.rasa_jwt_secret)):
+            if secret and flag not in args:
+                args += [flag, secret]
     # Rasa's command line, and `tf_threads`, read the command from sys.argv.
     sys.argv = ["rasa", *args]
     for patch in chosen:

@@ -282,3 +282,17 @@ def test_relationship_answers_are_never_lost_to_the_nlu(
     assert user.slot("child_name") == child_name  # ...and nothing typed so far is lost
     assert next_question in user.says(guardian_word).lower()
     assert user.slot("relationship") == value
+
+
+def test_the_card_services_token_reaches_its_conversation_only(stack: Stack) -> None:
+    """The card-ready call carries a one-conversation token in a header, never the API token
+    in the URL; with it, another conversation stays closed."""
+    from card_service.outbox import Outbox
+
+    headers = Outbox(None, None, stack.rasa_url,  # type: ignore[arg-type]
+                     stack.settings.rasa_jwt_secret).authorization("guardian-own")
+    url = f"{stack.rasa_url}/conversations/{{}}/tracker"
+    assert requests.get(url.format("guardian-own"), headers=headers, timeout=10).status_code == 200
+    assert requests.get(url.format("guardian-other"), headers=headers,
+                        timeout=10).status_code == 403
+    assert requests.get(url.format("guardian-own"), timeout=10).status_code == 401

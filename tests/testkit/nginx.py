@@ -87,7 +87,7 @@ class Nginx:
         user = f"user {pwd.getpwuid(os.getuid()).pw_name};\n" if os.geteuid() == 0 else ""
         # One worker: round robin state is per worker, so turns alternate strictly.
         text = _replace(text, "worker_processes auto;", f"{user}worker_processes 1;")
-        text = _replace(text, "access_log /var/log/nginx/access.log;",
+        text = _replace(text, "access_log /var/log/nginx/access.log private;",
                         "log_format upstream '$request_method $uri $status $upstream_addr';\n"
                         f"    access_log {self.access_log} upstream;\n{temp_paths}")
         for number, port in enumerate(self.rasa_addresses, 1):

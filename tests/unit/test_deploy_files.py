@@ -16,7 +16,7 @@ import yaml
 from bot.settings import ROOT
 
 DEPLOY = ROOT / "deploy"
-SECRETS = ("RASA_TOKEN", "CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN",
+SECRETS = ("RASA_TOKEN", "RASA_JWT_SECRET", "CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN",
            "DATA_ENCRYPTION_KEY", "REDIS_PASSWORD", "REST_TOKEN")
 REFERENCE = re.compile(r"^\$\{[A-Z_]+(:?[-?][^}]*)?\}$")
 
@@ -53,7 +53,7 @@ def test_compose_ports_and_names_match_the_contract(compose: dict[str, Any]) -> 
     for name in ("rasa-1", "rasa-2"):
         rasa = env(services[name])
         assert rasa["RASA_PORT"] == "5005" and "5005" in services[name]["expose"]
-        assert {"RASA_TOKEN", "REDIS_URL", "ACTIONS_URL"} <= set(rasa)
+        assert {"RASA_TOKEN", "RASA_JWT_SECRET", "REDIS_URL", "ACTIONS_URL"} <= set(rasa)
     for name in ("actions-1", "actions-2"):
         actions = env(services[name])
         assert actions["ACTIONS_PORT"] == "5055" and "5055" in services[name]["expose"]
@@ -61,8 +61,9 @@ def test_compose_ports_and_names_match_the_contract(compose: dict[str, Any]) -> 
         assert actions["CARD_SERVICE_URL"].endswith(":8080")
     card = env(services["card-service"])
     assert card["CARD_SERVICE_PORT"] == "8080"
-    assert {"REDIS_URL", "RASA_TOKEN", "CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN",
+    assert {"REDIS_URL", "RASA_JWT_SECRET", "CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN",
             "DATA_ENCRYPTION_KEY"} <= set(card)
+    assert "RASA_TOKEN" not in card  # the narrowest credential: a one-conversation token
 
 
 def test_rasa_gets_every_variable_endpoints_yml_reads(compose: dict[str, Any]) -> None:
@@ -112,6 +113,24 @@ def test_nginx_is_sticky_and_upgrades_websockets() -> None:
     assert re.search(r"location /socket\.io/", conf)
     assert re.search(r"listen 443 ssl", conf) and re.search(r"listen 80;", conf)
     assert conf.count("{") == conf.count("}")
+
+
+def test_nginx_logs_no_query_string() -> None:
+    conf = (DEPLOY / "nginx.conf").read_text()
+    used = re.findall(r"access_log\s+\S+\s+(\w+);", conf)
+    assert used == ["private"]
+    shape = re.search(r"log_format private (.*?);", conf, re.S)
+    assert shape and "$uri" in shape.group(1)
+    for variable in ("$request ", "$request\"", "$request_uri", "$args", "$query_string"):
+        assert variable not in shape.group(1)
+
+
+def test_no_secret_on_a_command_line() -> None:
+    """`ps` shows every process's arguments to every user of the host."""
+    for path in (ROOT / "Procfile", DEPLOY / "rasa.Dockerfile"):
+        text = path.read_text()
+        assert "--auth-token" not in text and "--jwt-secret" not in text, path.name
+        assert "$RASA_TOKEN" not in text and "$RASA_JWT_SECRET" not in text, path.name
 
 
 def test_dockerfiles_expose_the_contract_ports_and_bring_our_code() -> None:
@@ -190,7 +209,7 @@ def test_kubernetes_manifests_reference_secrets_and_inline_none() -> None:
     container = card["spec"]["template"]["spec"]["containers"][0]
     refs = secret_refs(container["env"])
     assert {"CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN", "DATA_ENCRYPTION_KEY",
-            "RASA_TOKEN", "REDIS_PASSWORD"} <= set(refs.values())
+            "RASA_JWT_SECRET", "REDIS_PASSWORD"} <= set(refs.values())
     assert container["ports"][0]["containerPort"] == 8080
 
 

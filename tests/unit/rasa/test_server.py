@@ -42,3 +42,17 @@ def test_an_unknown_name_exits_before_rasa(monkeypatch: pytest.MonkeyPatch) -> N
                         lambda: Settings.from_env({"RASA_PATCHES_OFF": "nope"}))
     with pytest.raises(SystemExit, match="RASA_PATCHES_OFF: no patch named nope; known: "):
         server.main(["run"])
+
+
+def test_run_takes_its_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not from the command line, where `ps` shows them: the Procfile passes none."""
+    seen: list[list[str]] = []
+    monkeypatch.setattr(patches.Patch, "install", lambda patch: None)
+    monkeypatch.setattr(rasa.__main__, "main", lambda: seen.append(list(sys.argv)))
+    monkeypatch.setattr(server, "settings", lambda: Settings.from_env(
+        {"RASA_TOKEN": "api-token", "RASA_JWT_SECRET": "jwt-secret"}))
+    server.main(["run", "--enable-api"])
+    assert seen[-1] == ["rasa", "run", "--enable-api", "--auth-token", "api-token",
+                        "--jwt-secret", "jwt-secret"]
+    server.main(["test", "core"])  # other commands get nothing
+    assert seen[-1] == ["rasa", "test", "core"]
