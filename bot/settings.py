@@ -120,6 +120,9 @@ class Settings:
     # Web chat turns a process runs at once before sharing the rest through Redis (0: a
     # process that only holds sockets, when others run the turns).
     webchat_turns_at_once: int = DEFAULT_TURNS_AT_ONCE
+    # Pages that may open a web chat socket; none named: only the page's own origin (the one
+    # Rasa serves, or the public one nginx forwards).
+    webchat_allowed_origins: tuple[str, ...] = ()
     # How long `make run` waits for every health check.
     start_timeout: float = 300.0
     env_file: Path = ROOT / ".env"
@@ -169,6 +172,9 @@ class Settings:
             bot_env=(env.get("BOT_ENV") or "development").strip().lower(),
             rest_token=env.get("REST_TOKEN", "").strip(),
             webchat_turns_at_once=turns_at_once(env.get("WEBCHAT_TURNS_AT_ONCE")),
+            webchat_allowed_origins=tuple(
+                origin.strip().rstrip("/") for origin in
+                env.get("WEBCHAT_ALLOWED_ORIGINS", "").split(",") if origin.strip()),
             start_timeout=_number(env, "START_TIMEOUT", 300.0, float),
             env_file=env_file(env),
             rasa_patches_off=tuple(name.strip() for name in

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 
 def serve(settings: Settings) -> None:
+    from bot import logs
     from card_service.app import create_app
 
+    logs.install()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     service_log = logging.getLogger("card_service")

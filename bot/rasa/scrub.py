@@ -15,31 +15,19 @@ slot events, the text a guardian typed, and the bot's own messages and their met
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from bot.rules.identity import mask
+from bot.rules.identity import mask, masked_numbers
 
 # Every slot that holds a person's data while the form runs (cleared once it has ended).
 NUMBER_SLOTS = ("child_id_number", "guardian_id_number", "phone_number", "verify_id_number")
 NAME_SLOTS = ("child_name", "guardian_name")
 PERSONAL_SLOTS = (*NUMBER_SLOTS, *NAME_SLOTS)
 NUMBER_ENTITIES = ("id_number", "phone_number")
-# 11 to 18 digits, possibly grouped by spaces or dashes, possibly full width, an ID's X last.
-_NUMBER = re.compile(r"(?<![\d])\d(?:[ \-]?\d){9,16}(?:[ \-]?[\dXx])(?![\d])")
-
-
-def _masked_number(found: re.Match[str]) -> str:
-    typed = found.group()
-    digits = "".join(ch for ch in unicodedata.normalize("NFKC", typed) if ch not in " -")
-    return mask(digits) if len(digits) >= 11 else typed
-
-
 def masked_text(text: str) -> str:
     """Whole ID and mobile numbers in free text masked, the rest untouched."""
-    return _NUMBER.sub(_masked_number, text) if text else text
+    return masked_numbers(text)
 
 
 def mask_name(name: str) -> str:

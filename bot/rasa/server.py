@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from bot import logs
 from bot.rasa import patches
 from bot.settings import settings
 
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Lists the patches (`--list-patches`), or installs the enabled ones and runs Rasa's
     command line with `argv` (the process's arguments when None)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    logs.install()
     try:
         chosen = patches.enabled(settings().rasa_patches_off)
     except patches.UnknownPatch as error:

@@ -19,7 +19,9 @@ Checked(ok=True, value='11010519491231002X', reason=None)
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 import phonenumbers
@@ -235,6 +237,25 @@ def mask(value: str) -> str:
     if keep == 0:
         return "*" * len(value)
     return value[:keep] + "*" * (len(value) - 2 * keep) + value[-keep:]
+
+
+# 11 to 18 digits, possibly grouped by spaces or dashes, possibly full width, an ID's X last.
+_NUMBER_IN_TEXT = re.compile(r"(?<![\d])\d(?:[ \-]?\d){9,16}(?:[ \-]?[\dXx])(?![\d])")
+
+
+def _masked_match(found: re.Match[str]) -> str:
+    typed = found.group()
+    digits = "".join(ch for ch in unicodedata.normalize("NFKC", typed) if ch not in " -")
+    return mask(digits) if len(digits) >= 11 else typed
+
+
+def masked_numbers(text: str) -> str:
+    """Whole ID and mobile numbers in free text masked, the rest untouched.
+
+    >>> masked_numbers("孩子身份证 110105 20150101 0013，手机１３８００１３８０００")
+    '孩子身份证 1101**********0013，手机13*******00'
+    """
+    return _NUMBER_IN_TEXT.sub(_masked_match, text) if text else text
 
 
 def new_reference() -> str:

@@ -118,10 +118,13 @@ class WebChatConfig(ChannelConfig):
     """Nothing to set but Redis; the rest of the channel's settings are Rasa's, read from
     credentials.yml by `SocketIOInput.from_credentials`."""
 
-    SETTING_NAMES: ClassVar[Mapping[str, str]] = {"turns_at_once": "webchat_turns_at_once"}
+    SETTING_NAMES: ClassVar[Mapping[str, str]] = {
+        "turns_at_once": "webchat_turns_at_once",
+        "allowed_origins": "webchat_allowed_origins"}
 
     redis_url: str = ""
     turns_at_once: int = 0
+    allowed_origins: tuple[str, ...] = ()
 
 
 class WebChatInput(ChannelInput, SocketIOInput):
@@ -143,10 +146,13 @@ class WebChatInput(ChannelInput, SocketIOInput):
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
     ) -> Blueprint:
-        # cors_allowed_origins=[] as in Rasa: Rasa's own --cors setting decides.
+        # A page from another site may not open a socket (Rasa's channel turns the check
+        # off): the page's own origin, or WEBCHAT_ALLOWED_ORIGINS. A client that sends no
+        # Origin (not a browser) is not a page and is let through, as engine.io does.
+        origins = self.config.allowed_origins
         sio = socketio.AsyncServer(
             async_mode="sanic",
-            cors_allowed_origins=[],
+            cors_allowed_origins=("*" if "*" in origins else list(origins)) if origins else None,
             client_manager=redis_client_manager(self.config.redis_url),
             max_http_buffer_size=MAX_FRAME_BYTES,
         )
