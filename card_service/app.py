@@ -89,6 +89,9 @@ class Service:
             raise ValueError("CARD_SERVICE_TOKEN and CARD_SERVICE_STAFF_TOKEN must differ")
         self.settings = settings
         self.vault = settings.vault()
+        if not settings.rasa_jwt_secret:
+            raise ValueError("RASA_JWT_SECRET is not set: the card-ready notices could not "
+                             "reach Rasa; `make run` writes one to .env")
         self.clock = Clock(settings.clock_offset_days)
         self.tokens = {SERVICE: settings.card_service_token.encode(),
                        STAFF: settings.staff_token.encode()}

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.rasa_stand_in import JWT_SECRET
 from tests.testkit.redis_server import RedisServer
 
 
@@ -42,7 +43,7 @@ class CardService:
             "DATA_ENCRYPTION_KEY": self.encryption_key,
             # Nothing answers here unless a test says otherwise: Rasa is "down".
             "RASA_URL": f"http://127.0.0.1:{free_port()}",
-            "RASA_TOKEN": "rasa-test-token",
+            "RASA_JWT_SECRET": JWT_SECRET,
             "PYTHONUNBUFFERED": "1",
         })
         self.env.update(env or {})

@@ -99,7 +99,8 @@ def test_staff_command_line(shared_card_service: CardService) -> None:
     assert unknown.returncode != 0 and "404" in unknown.stderr
 
 
-@pytest.mark.parametrize("missing", ["DATA_ENCRYPTION_KEY", "CARD_SERVICE_TOKEN"])
+@pytest.mark.parametrize("missing", ["DATA_ENCRYPTION_KEY", "CARD_SERVICE_TOKEN",
+                                     "RASA_JWT_SECRET"])
 def test_the_service_refuses_to_start_without_its_secrets(shared_card_service: CardService,
                                                           missing: str) -> None:
     env = {**shared_card_service.env, missing: "", "CARD_SERVICE_PORT": "1"}

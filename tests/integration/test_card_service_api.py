@@ -455,7 +455,7 @@ def test_openapi_document_matches_the_routes(shared_card_service: CardService) -
 
     Sanic.test_mode = True
     settings = Settings.from_env({"CARD_SERVICE_TOKEN": "a", "CARD_SERVICE_STAFF_TOKEN": "b",
-                                  "DATA_ENCRYPTION_KEY": "k" * 32})
+                                  "DATA_ENCRYPTION_KEY": "k" * 32, "RASA_JWT_SECRET": "j" * 32})
     app = create_app(settings, name=f"openapi_check_{uuid.uuid4().hex[:8]}")
     routes = set()
     for route in app.router.routes:

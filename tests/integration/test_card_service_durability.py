@@ -141,8 +141,10 @@ def test_outbox_delivers_once_rasa_comes_up(card_service_factory: Callable[..., 
         time.sleep(1.5)  # no second delivery turns up
         assert len(rasa.received) == 1
         delivered = rasa.received[0]
+        # No secret in the URL; the stand-in took the one-conversation token in the header.
         assert delivered["path"] == ("/conversations/conversation%207/trigger_intent"
-                                     "?output_channel=latest&token=rasa-test-token")
+                                     "?output_channel=latest")
+        assert rasa.refused == []
         assert delivered["body"] == {"name": "EXTERNAL_card_ready",
                                      "entities": {"reference_number": reference}}
         assert redis.Redis.from_url(service.redis_url).zcard("cardsvc:outbox") == 0

@@ -1,4 +1,9 @@
-"""A tiny HTTP server standing in for Rasa's trigger_intent endpoint, recording what it gets."""
+"""A tiny HTTP server standing in for Rasa's trigger_intent endpoint, recording what it gets.
+
+It checks the caller's token as Rasa's API does with `--jwt-secret`: a bearer token signed
+with the secret, unexpired, whose `user` either is an admin or has the conversation in the
+path as its username (401 without a valid token, 403 for another conversation).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,35 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import jwt
+
+JWT_SECRET = "rasa-test-jwt-secret-0123456789"
+
+
+def allowed(authorization: str | None, path: str, secret: str) -> int:
+    """200, 401 or 403 for a request to /conversations/<id>/..., as Rasa would answer."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme != "Bearer" or not token:
+        return 401
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return 401
+    user = claims.get("user") or {}
+    conversation = unquote(urlsplit(path).path.split("/")[2])
+    if user.get("role") == "admin" or (user.get("role") == "user"
+                                        and user.get("username") == conversation):
+        return 200
+    return 403
 
 
 class RasaStandIn:
-    def __init__(self, port: int, failures_first: int = 0):
+    def __init__(self, port: int, failures_first: int = 0, jwt_secret: str = JWT_SECRET):
         self.port = port
+        self.jwt_secret = jwt_secret
+        self.refused: list[int] = []
         self.url = f"http://127.0.0.1:{port}"
         self.failures_left = failures_first
         self.received: list[dict[str, Any]] = []
@@ -24,6 +53,14 @@ class RasaStandIn:
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
+                status = allowed(self.headers.get("Authorization"), self.path,
+                                 stand_in.jwt_secret)
+                if status != 200:
+                    with stand_in.lock:
+                        stand_in.refused.append(status)
+                    self.send_response(status)
+                    self.end_headers()
+                    return
                 with stand_in.lock:
                     fail = stand_in.failures_left > 0
                     if fail:

@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 # conversation's room: it must be long enough not to be guessed. Anything else gets a new one.
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 SUBSCRIBE_TIMEOUT = 5.0
-# The largest message a page sends is a few thousand characters of text with its envelope;
-# a frame beyond this closes the socket instead of being buffered (python-socketio: 1 MB).
-MAX_FRAME_BYTES = 32_000
+# A frame beyond this closes the socket instead of being buffered (python-socketio: 1 MB).
+# The longest message we still answer (10,000 characters, told it is too long) is 120 kB
+# when a client escapes emoji as \uXXXX pairs; its envelope fits in what is left.
+MAX_FRAME_BYTES = 160_000
 # What a page's customData may carry into the conversation: the only thing we use.
 METADATA_LANGUAGES = ("en", "zh")
 
