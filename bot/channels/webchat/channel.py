@@ -218,7 +218,10 @@ class WebChatInput(ChannelInput, SocketIOInput):
         @sio.on("session_request", namespace=namespace)
         async def session_request(sid: str, data: dict | None) -> None:
             asked = data.get("session_id") if isinstance(data, dict) else None
-            session_id = valid_session_id(asked) or uuid.uuid4().hex
+            # A malformed request neither moves a socket nor resets it: it keeps the session it
+            # has; only a first request without a usable id gets a new one.
+            bound = (await sio.get_session(sid, namespace=namespace)).get("session_id")
+            session_id = valid_session_id(asked) or bound or uuid.uuid4().hex
             if self.session_persistence:
                 joined = sio.enter_room(sid, session_id, namespace=namespace)
                 # A coroutine from python-socketio 5.10 on (Rasa's channel forgets to await it).
