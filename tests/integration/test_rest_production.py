@@ -41,7 +41,9 @@ class RasaServer:
             # Without a model `rasa run` stays up only with the HTTP API on.
             "--enable-api", "--auth-token", "rest-test-rasa-token",
             "--credentials", "credentials.yml", "--endpoints", "endpoints.yml",
-        ], {**stack_environment(base, settings), **env}, log_dir)
+        ], {**stack_environment(base, settings),
+            # The tracker store seals conversations: it does not start without a key.
+            "DATA_ENCRYPTION_KEY": "rest-production-test-key-0123456789", **env}, log_dir)
 
     def up(self) -> bool:
         try:
