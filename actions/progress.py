@@ -21,8 +21,17 @@ logger = logging.getLogger(__name__)
 MAX_VERIFICATION_FAILURES = 3
 
 
+def checked_id(slot: str, value: Any, dispatcher: CollectingDispatcher) -> dict[str, Any]:
+    """The ID number typed for `slot`, normalised; None and the reason said when invalid."""
+    checked = identity.check_id_number(id_number_in(str(value or "")))
+    if not checked.ok:
+        dispatcher.utter_message(response=replies.invalid_id(checked.reason))
+        return {slot: None}
+    return {slot: checked.value}
+
+
 class _ValidateVerification(FormValidationAction):
-    """Both verification forms ask the same two things."""
+    """Both verification forms ask the reference and the guardian's ID number."""
 
     @abstractmethod
     def name(self) -> str: ...
@@ -39,11 +48,7 @@ class _ValidateVerification(FormValidationAction):
     async def validate_verify_id_number(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        checked = identity.check_id_number(id_number_in(str(value or "")))
-        if not checked.ok:
-            dispatcher.utter_message(response=replies.invalid_id(checked.reason))
-            return {"verify_id_number": None}
-        return {"verify_id_number": checked.value}
+        return checked_id("verify_id_number", value, dispatcher)
 
 
 class ValidateStatusForm(_ValidateVerification):
@@ -52,15 +57,25 @@ class ValidateStatusForm(_ValidateVerification):
 
 
 class ValidateCardFoundForm(_ValidateVerification):
+    """Lifting a report asks the child's ID number too: more than a relative may know."""
+
     def name(self) -> str:
         return "validate_card_found_form"
+
+    async def validate_verify_child_id_number(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        return checked_id("verify_child_id_number", value, dispatcher)
 
 
 class _VerifiedAction(Action, ABC):
     """Runs a verified call; a wrong ID and an unknown reference read the same."""
 
+    # The numbers typed to prove who asks: cleared after the call, whatever it answered.
+    proof_slots: tuple[str, ...] = ("verify_id_number",)
+
     @abstractmethod
-    async def call(self, reference: str, id_number: str, caller: str) -> LossReport: ...
+    async def call(self, tracker: Tracker, reference: str, id_number: str) -> LossReport: ...
 
     @abstractmethod
     async def answer(self, dispatcher: CollectingDispatcher, tracker: Tracker,
@@ -71,10 +86,10 @@ class _VerifiedAction(Action, ABC):
         reference = tracker.get_slot("reference_number") or ""
         id_number = tracker.get_slot("verify_id_number") or ""
         language = tracker.get_slot("language") or "en"
-        forget = [SlotSet("verify_id_number", None)]
+        forget = [SlotSet(slot, None) for slot in self.proof_slots]
         failures = int(tracker.get_slot("verification_failures") or 0)
         try:
-            report = await self.call(reference, id_number, tracker.sender_id)
+            report = await self.call(tracker, reference, id_number)
         except NotFound:
             failures += 1
             logger.info("verification failed for %s (%d)", reference, failures)
@@ -98,8 +113,8 @@ class ActionCheckStatus(_VerifiedAction):
     def name(self) -> str:
         return "action_check_status"
 
-    async def call(self, reference: str, id_number: str, caller: str) -> LossReport:
-        return await client().lookup_async(reference, id_number, caller)
+    async def call(self, tracker: Tracker, reference: str, id_number: str) -> LossReport:
+        return await client().lookup_async(reference, id_number, tracker.sender_id)
 
     async def answer(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      report: LossReport, language: str) -> list[dict[str, Any]]:
@@ -118,12 +133,16 @@ class ActionCancelReport(_VerifiedAction):
     def name(self) -> str:
         return "action_cancel_report"
 
-    async def call(self, reference: str, id_number: str, caller: str) -> LossReport:
+    proof_slots = ("verify_id_number", "verify_child_id_number")
+
+    async def call(self, tracker: Tracker, reference: str, id_number: str) -> LossReport:
+        child_id_number = tracker.get_slot("verify_child_id_number") or ""
         try:
-            return await client().cancel_async(reference, id_number, caller)
+            return await client().cancel_async(reference, id_number, child_id_number,
+                                               tracker.sender_id)
         except Conflict:
             # Verified but too late to lift: say where it stands instead.
-            return await client().lookup_async(reference, id_number, caller)
+            return await client().lookup_async(reference, id_number, tracker.sender_id)
 
     async def answer(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      report: LossReport, language: str) -> list[dict[str, Any]]:

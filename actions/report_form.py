@@ -219,7 +219,8 @@ class ActionStopReport(Action):
         else:
             dispatcher.utter_message(response="utter_nothing_to_stop")
         return [ActiveLoop(None), SlotSet("requested_slot", None), *clear_personal(),
-                SlotSet("verify_id_number", None), SlotSet("filing_failed", False)]
+                SlotSet("verify_id_number", None), SlotSet("verify_child_id_number", None),
+                SlotSet("filing_failed", False)]
 
 
 class ActionExplainRequest(Action):

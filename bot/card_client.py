@@ -85,6 +85,7 @@ class LossReport:
     child_id_masked: str = ""
     guardian_id_masked: str = ""
     created: bool = False  # True only on the 201 that filed it
+    personal_data: str = "kept"  # "erased": its retention ran out or its guardian asked
 
     @classmethod
     def from_json(cls, data: dict[str, Any], created: bool = False) -> LossReport:
@@ -92,20 +93,41 @@ class LossReport:
             reference=data["reference"],
             status=data["status"],
             valid_until=data["valid_until"],
-            city=data["city"],
+            city=data["city"] or "",  # this and the masked numbers: null once erased
             region=Region.from_json(data["region"]),
             next_step=data["next_step"]["key"],
             history=[HistoryEntry(e["status"], e["at"]) for e in data.get("history", [])],
             can_cancel=bool(data.get("can_cancel")),
             terminal=bool(data.get("terminal")),
-            child_id_masked=data["child"]["id_number_masked"],
-            guardian_id_masked=data["guardian"]["id_number_masked"],
+            child_id_masked=data["child"]["id_number_masked"] or "",
+            guardian_id_masked=data["guardian"]["id_number_masked"] or "",
             created=created,
+            personal_data=data.get("personal_data", "kept"),
         )
 
 
 # A status answer is a report seen by its guardian: the same fields.
 Status = LossReport
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """The answer to "delete my data" for a report."""
+
+    reference: str
+    status: str
+    personal_data: str  # "erased" now, or "kept" while the report is active
+    erase_after_days: int | None = None  # with kept: days after it is final (0: at once)
+    reason: str | None = None  # with kept: "active", the card is still being replaced
+
+    @property
+    def erased(self) -> bool:
+        return self.personal_data == "erased"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Erasure:
+        return cls(data["reference"], data["status"], data["personal_data"],
+                   data.get("erase_after_days"), data.get("reason"))
 
 
 class CardClient:
@@ -139,19 +161,31 @@ class CardClient:
 
     def lookup(self, reference: str, guardian_id_number: str,
                caller: str | None = None) -> LossReport:
-        return self._as_guardian("lookup", reference, guardian_id_number, caller, retry=True)
+        return self._as_guardian("lookup", reference, {"guardian_id_number": guardian_id_number},
+                                 caller, retry=True)
 
-    def cancel(self, reference: str, guardian_id_number: str,
+    def cancel(self, reference: str, guardian_id_number: str, child_id_number: str,
                caller: str | None = None) -> LossReport:
-        """Not retried: a repeat after a lost answer would read as a 409."""
-        return self._as_guardian("cancel", reference, guardian_id_number, caller, retry=False)
+        """Needs the child's ID number too. Not retried: a repeat after a lost answer would
+        read as a 409."""
+        return self._as_guardian("cancel", reference,
+                                 {"guardian_id_number": guardian_id_number,
+                                  "child_id_number": child_id_number}, caller, retry=False)
 
-    def _as_guardian(self, verb: str, reference: str, guardian_id_number: str,
+    def _as_guardian(self, verb: str, reference: str, proof: dict[str, str],
                      caller: str | None, retry: bool) -> LossReport:
         response = self._call("POST", f"/v1/loss-reports/{_segment(reference)}/{verb}",
-                              {"guardian_id_number": guardian_id_number}, retry=retry,
-                              headers=_caller(caller))
+                              proof, retry=retry, headers=_caller(caller))
         return LossReport.from_json(response.json())
+
+    def erase(self, reference: str, conversation_id: str) -> Erasure:
+        """Erase the report's personal data, asked by the conversation that filed it: now if
+        its status is final, else as soon as it is. NotFound for an unknown reference,
+        another conversation's report, or one already erased. Not retried: a repeat after a
+        lost answer would read as NotFound."""
+        response = self._call("POST", f"/v1/loss-reports/{_segment(reference)}/erase",
+                              {"conversation_id": conversation_id}, retry=False)
+        return Erasure.from_json(response.json())
 
     def region(self, city: str) -> Region:
         response = self._call("GET", f"/v1/regions/{_segment(city)}", retry=True)
@@ -180,9 +214,13 @@ class CardClient:
                            caller: str | None = None) -> LossReport:
         return await asyncio.to_thread(self.lookup, reference, guardian_id_number, caller)
 
-    async def cancel_async(self, reference: str, guardian_id_number: str,
+    async def cancel_async(self, reference: str, guardian_id_number: str, child_id_number: str,
                            caller: str | None = None) -> LossReport:
-        return await asyncio.to_thread(self.cancel, reference, guardian_id_number, caller)
+        return await asyncio.to_thread(self.cancel, reference, guardian_id_number,
+                                       child_id_number, caller)
+
+    async def erase_async(self, reference: str, conversation_id: str) -> Erasure:
+        return await asyncio.to_thread(self.erase, reference, conversation_id)
 
     async def region_async(self, city: str) -> Region:
         return await asyncio.to_thread(self.region, city)

@@ -111,6 +111,8 @@ class Vault:
 
 # Sealed fields of a report (card_service/app.py), each bound to "<reference>:<field>".
 REPORT_FIELDS = ("child_name", "child_id", "guardian_name", "guardian_id", "phone")
+# Keyed hashes a report keeps for verification, each of one sealed field (added when missing).
+REPORT_HASHES = {"guardian_hash": "guardian_id", "child_hash": "child_id"}
 
 
 def rotate(redis_url: str, vault: Vault, say: Callable[[str], object] = print) -> dict[str, int]:
@@ -151,19 +153,17 @@ def rotate(redis_url: str, vault: Vault, say: Callable[[str], object] = print) -
                 fields = pipe.hgetall(key)
                 stale = {name: fields[name] for name in REPORT_FIELDS
                          if fields.get(name) and not vault.is_current(fields[name])}
-                guardian_id = fields.get("guardian_id")
-                opened_id = vault.decrypt(guardian_id, f"{reference}:guardian_id") \
-                    if guardian_id else None
-                rehash = opened_id is not None and not vault.hash_is_current(
-                    opened_id, fields.get("guardian_hash", ""))
+                opened = {name: vault.decrypt(fields[sealed], f"{reference}:{sealed}")
+                          for name, sealed in REPORT_HASHES.items() if fields.get(sealed)}
+                rehash = {name: vault.keyed_hash(value) for name, value in opened.items()
+                          if not vault.hash_is_current(value, fields.get(name, ""))}
                 if not stale and not rehash:
                     counts["current"] += 1
                     continue
                 update = {name: vault.encrypt(vault.decrypt(token, f"{reference}:{name}"),
                                               f"{reference}:{name}")
                           for name, token in stale.items()}
-                if opened_id is not None:
-                    update["guardian_hash"] = vault.keyed_hash(opened_id)
+                update.update(rehash)
                 pipe.multi()
                 pipe.hset(key, mapping=update)
                 pipe.execute()

@@ -1,4 +1,5 @@
-"""`python -m card_service serve | list | show | advance`: the service and the staff tool."""
+"""`python -m card_service serve | purge | list | show | advance`: the service, its retention
+sweep for cron, and the staff tool."""
 
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ def serve(settings: Settings) -> None:
             access_log=False, debug=False, auto_reload=False)
 
 
+def purge(settings: Settings) -> int:
+    """One retention sweep, as `serve` runs every minute: the number of reports erased."""
+    import asyncio
+
+    from bot import redis as bot_redis
+    from card_service.store import Clock, Store
+
+    async def sweep() -> int:
+        store = Store(bot_redis.async_client(settings.redis_url, "tool"))
+        clock = Clock(settings.clock_offset_days)
+        try:
+            return await store.sweep(clock.now(), clock.today(), settings.report_retention_days)
+        finally:
+            await store.redis.close()
+
+    return asyncio.run(sweep())
+
+
 def staff_client(settings: Settings) -> CardClient:
     from bot.card_client import CardClient
 
@@ -54,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
                                      description="Card service and staff tool")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the card service API")
+    commands.add_parser("purge", help="erase personal data past REPORT_RETENTION_DAYS now "
+                                      "(serve does it every minute; this is for cron)")
     listing = commands.add_parser("list", help="list reports, newest first (staff)")
     listing.add_argument("--status", choices=statuses.STATUSES)
     listing.add_argument("--limit", type=int, default=50)
@@ -68,6 +89,16 @@ def main(argv: list[str] | None = None) -> None:
     settings = bot_settings.settings()
     if args.command == "serve":
         serve(settings)
+        return
+    if args.command == "purge":
+        import redis
+
+        try:
+            erased = purge(settings)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+            sys.exit(f"card service purge: Redis unavailable ({type(error).__name__})")
+        print(f"purge: personal data of {erased} report(s) erased "
+              f"(kept {settings.report_retention_days} days after a final status)")
         return
 
     from bot.card_client import CardServiceError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -23,20 +24,38 @@ from bot.settings import Settings
 from card_service import validation
 from card_service.openapi import document
 from card_service.outbox import Outbox
-from card_service.store import Clock, Store, effective_status, iso
+from card_service.store import ASKED, Backoff, Clock, Limit, Store, effective_status, iso, lapses_at
 
 log = logging.getLogger("card_service")
 
 MAX_BODY_BYTES = 16 * 1024
 SERVICE, STAFF = "service", "staff"
-# Failed guardian verifications allowed per window before lookups/cancels answer 429.
-FAILURES_PER_REFERENCE = 5
+# Failed verifications (lookups and cancels). One caller on one reference: the first failure
+# is free (a typo), then it waits 2 s, 4 s, 8 s ... up to 15 min before its next try.
+BACKOFF_FREE_FAILURES = 1
+BACKOFF_FIRST_SECONDS = 2
+BACKOFF_CAP_SECONDS = 15 * 60
+BACKOFF_MEMORY_SECONDS = 24 * 3600
+# Beyond that, windowed limits answer 429 until the window ends. Every caller together on one
+# reference (so new chat sessions gain nothing), except the conversation that filed it: a
+# flood from others never locks the guardian out. At 20 a day, guessing an ID number that
+# differs from a known one in only its three sequence digits takes weeks.
+FAILURES_PER_REFERENCE = 20
+REFERENCE_WINDOW_SECONDS = 24 * 3600
+# One caller across every reference: probing many references from one conversation.
 FAILURES_PER_CALLER = 20
-FAILURE_WINDOW_SECONDS = 15 * 60
+CALLER_WINDOW_SECONDS = 15 * 60
 REFERENCE_ATTEMPTS = 8
 LIST_LIMIT_MAX = 500
 OUTBOX_STOP_SECONDS = 12
+# How often each process looks for personal data past its retention; an erasure due (or
+# asked for) waits at most this long, and a look costs two range queries on small indexes.
+SWEEP_SECONDS = 60
+SWEEP_STOP_SECONDS = 5
+UNKNOWN_REFERENCE = "No loss report has this reference."
 NOT_FOUND_MESSAGE = "No loss report matches this reference and guardian ID number."
+CANCEL_NOT_FOUND_MESSAGE = ("No loss report matches this reference, guardian ID number and "
+                            "child ID number.")
 # Hashed in place of a real one when the reference is unknown, so both take the same time.
 _DUMMY_HASH = "0" * 64
 
@@ -112,13 +131,26 @@ class Service:
             raise ApiError(403, "forbidden", f"This call needs the {' or '.join(allowed)} token.")
         return role
 
+    def child_matches(self, reference: str, record: dict[str, str], child_id: str) -> bool:
+        """Constant-time, like the guardian's. A report filed before child hashes were kept
+        is checked against its sealed child ID number instead (`python -m bot.crypto rotate`
+        adds the hash); a report whose child ID is gone (erased) matches nothing."""
+        if "child_hash" in record or "child_id" not in record:
+            return self.vault.matches(child_id, record.get("child_hash", _DUMMY_HASH))
+        try:
+            sealed = self.vault.decrypt(record["child_id"], f"{reference}:child_id")
+        except ValueError:
+            return False
+        return hmac.compare_digest(self.vault.keyed_hash(child_id),
+                                   self.vault.keyed_hash(sealed))
+
     def view(self, reference: str, record: dict[str, str],
              history: list[dict[str, Any]]) -> dict[str, Any]:
         """A report as callers see it: masked numbers, effective status, region and next step."""
         status = effective_status(record, self.clock.today())
         if status == statuses.EXPIRED and record["status"] != statuses.EXPIRED:
             history = [*history, {"status": statuses.EXPIRED,
-                                  "at": f"{record['valid_until']}T16:00:00Z"}]  # midnight, China
+                                  "at": iso(lapses_at(record["valid_until"]))}]
         region = regions.all_regions().get(record["region"], regions.default())
         entry = statuses.TABLE[status]
         where = {"file_written_report": (region.written_report_en, region.written_report_zh),
@@ -134,7 +166,7 @@ class Service:
             "created_at": record["created_at"],
             "filed_on": record["filed_on"],
             "valid_until": record["valid_until"],
-            "city": record["city"],
+            "city": record.get("city"),  # this and the numbers below: None once erased
             "region": region.as_dict(),
             "next_step": {
                 "key": entry.next_step,
@@ -142,12 +174,42 @@ class Service:
                 "deadline": record["valid_until"] if status == statuses.REPORTED_TEMPORARY
                 else None,
             },
-            "child": {"id_number_masked": record["child_id_masked"]},
-            "guardian": {"id_number_masked": record["guardian_id_masked"],
-                         "phone_masked": record["phone_masked"],
-                         "relationship": record["relationship"]},
+            "child": {"id_number_masked": record.get("child_id_masked")},
+            "guardian": {"id_number_masked": record.get("guardian_id_masked"),
+                         "phone_masked": record.get("phone_masked"),
+                         "relationship": record.get("relationship")},
             "notified_at": record.get("notified_at"),
+            "personal_data": "erased" if "personal_data_erased_at" in record else "kept",
+            "personal_data_erased_at": record.get("personal_data_erased_at"),
+            "erase_requested_at": record.get("erase_requested_at"),
         }
+
+
+class Sweeper:
+    """Erases personal data past its retention every SWEEP_SECONDS (Store.sweep); any number
+    of processes may run one, and `python -m card_service purge` runs one pass."""
+
+    def __init__(self, store: Store, clock: Clock, retention_days: int):
+        self.store, self.clock, self.retention_days = store, clock, retention_days
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                erased = await self.store.sweep(self.clock.now(), self.clock.today(),
+                                                self.retention_days)
+                if erased:
+                    log.info("retention: personal data of %d report(s) erased", erased)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+                log.warning("retention: redis unavailable (%s); trying again in %s s",
+                            type(error).__name__, SWEEP_SECONDS)
+            except Exception:  # the task must outlive one bad sweep; it is logged, not lost
+                log.exception("retention: sweep failed; trying again in %s s", SWEEP_SECONDS)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), SWEEP_SECONDS)
 
 
 def json_body(request: Request) -> dict[str, Any]:
@@ -165,6 +227,18 @@ def json_body(request: Request) -> dict[str, Any]:
 def path_reference(raw: str) -> str | None:
     parsed = identity.parse_reference(unquote(raw))
     return parsed.value if parsed.ok else None
+
+
+async def stopped(app: Sanic, name: str, timeout: float) -> None:
+    """Asks the background loop `app.ctx.<name>` to stop; cancels it after `timeout` s."""
+    task = getattr(app.ctx, f"{name}_task", None)
+    if task is None:
+        return
+    getattr(app.ctx, name).stop()
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        log.warning("%s did not stop within %s s; cancelling", name, timeout)
+        task.cancel()
 
 
 def create_app(settings: Settings, name: str = "card_service") -> Sanic:
@@ -190,15 +264,21 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
 
     @app.before_server_stop
     async def stop_outbox(app: Sanic, _loop: Any) -> None:
-        task = getattr(app.ctx, "outbox_task", None)
-        if task is not None:
-            app.ctx.outbox.stop()
-            # Bounded: an undelivered notification stays in Redis whatever happens here.
-            done, _ = await asyncio.wait({task}, timeout=OUTBOX_STOP_SECONDS)
-            if not done:
-                log.warning("outbox did not stop within %s s; cancelling", OUTBOX_STOP_SECONDS)
-                task.cancel()
+        # Bounded: an undelivered notification stays in Redis whatever happens here.
+        await stopped(app, "outbox", OUTBOX_STOP_SECONDS)
         await service.store.redis.close()
+
+    # Registered after the outbox: Sanic runs stop listeners in reverse, so this one stops
+    # before the Redis client closes.
+    @app.after_server_start
+    async def start_sweeper(app: Sanic, _loop: Any) -> None:
+        app.ctx.sweeper = Sweeper(service.store, service.clock, settings.report_retention_days)
+        app.ctx.sweeper_task = asyncio.get_running_loop().create_task(app.ctx.sweeper.run())
+
+    @app.before_server_stop
+    async def stop_sweeper(app: Sanic, _loop: Any) -> None:
+        # Each erasure is one script: cutting a sweep short loses nothing.
+        await stopped(app, "sweeper", SWEEP_STOP_SECONDS)
 
     @app.get("/health")
     async def health(request: Request) -> HTTPResponse:
@@ -258,30 +338,48 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
         return json_response(service.view(created.reference, *found),
                              status=201 if created.outcome == "created" else 200)
 
-    async def verified(request: Request, raw_reference: str) -> tuple[str, dict[str, str],
-                                                                       list[dict[str, Any]]]:
-        """The report if the guardian's ID number matches; the same 404 otherwise."""
+    async def verified(request: Request, raw_reference: str, cancelling: bool = False
+                       ) -> tuple[str, dict[str, str], list[dict[str, Any]]]:
+        """The report if the guardian's ID number (and, to cancel, the child's) matches; the
+        same 404 otherwise, counted as a failure."""
         body = json_body(request)
-        guardian_id, fields = validation.guardian_id_number(body)
-        if guardian_id is None:
-            raise ApiError(422, "invalid_fields", "guardian_id_number is missing or invalid.",
-                           fields)
-        reference = path_reference(raw_reference) or raw_reference[:40]
+        if cancelling:
+            guardian_id, child_id, fields = validation.cancel_check(body)
+        else:
+            (guardian_id, fields), child_id = validation.guardian_id_number(body), None
+        if guardian_id is None or (cancelling and child_id is None):
+            raise ApiError(422, "invalid_fields", "Some fields are missing or invalid: "
+                           + ", ".join(sorted(fields)) + ".", fields)
+        canonical = path_reference(raw_reference)
+        reference = canonical or raw_reference[:40]
         caller = (request.headers.get("x-caller-id") or request.ip or "unknown")[:200]
-        counters = {f"fail:ref:{reference}": FAILURES_PER_REFERENCE,
-                    f"fail:caller:{hashlib.sha256(caller.encode()).hexdigest()}":
-                        FAILURES_PER_CALLER}
-        wait = await service.store.blocked_for(counters)
+        caller_digest = _digest(caller)
+        found = await service.store.get(reference) if canonical else None
+        record = found[0] if found else {}
+        # The conversation that filed the report is not held to the limit every caller
+        # shares (its failures still count there), so a flood never locks its guardian out.
+        filer = hmac.compare_digest(record.get("filer_hash", ""), caller_digest)
+        limits = [Limit(f"fail:ref:{reference}", FAILURES_PER_REFERENCE,
+                        REFERENCE_WINDOW_SECONDS, checked=not filer),
+                  Limit(f"fail:caller:{caller_digest}", FAILURES_PER_CALLER,
+                        CALLER_WINDOW_SECONDS)]
+        backoff = Backoff(_digest(f"{reference}\n{caller}"), BACKOFF_FREE_FAILURES,
+                          BACKOFF_FIRST_SECONDS, BACKOFF_CAP_SECONDS, BACKOFF_MEMORY_SECONDS)
+        wait = await service.store.attempt(limits, backoff)
         if wait:
             raise ApiError(429, "too_many_failures",
                            "Too many failed verifications; try again later.",
                            headers={"Retry-After": str(wait)})
-        found = await service.store.get(reference) if path_reference(raw_reference) else None
-        expected = found[0].get("guardian_hash", _DUMMY_HASH) if found else _DUMMY_HASH
-        if not service.vault.matches(guardian_id, expected) or found is None:
-            await service.store.count_failure(list(counters), FAILURE_WINDOW_SECONDS)
-            log.info("verification failed for %s", reference)
-            raise ApiError(404, "not_found", NOT_FOUND_MESSAGE)
+        # Both numbers are always compared, against dummies for an unknown reference, so a
+        # wrong guardian, a wrong child and an unknown reference take the same time.
+        right = service.vault.matches(guardian_id, record.get("guardian_hash", _DUMMY_HASH))
+        if child_id is not None:
+            right = service.child_matches(reference, record, child_id) and right
+        if not right or found is None:
+            log.info("verification failed for %s", reference)  # already counted by attempt
+            raise ApiError(404, "not_found",
+                           CANCEL_NOT_FOUND_MESSAGE if cancelling else NOT_FOUND_MESSAGE)
+        await service.store.succeeded(limits, backoff)
         return reference, found[0], found[1]
 
     @app.post("/v1/loss-reports/<reference:str>/lookup")
@@ -293,7 +391,7 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
     @app.post("/v1/loss-reports/<reference:str>/cancel")
     async def cancel(request: Request, reference: str) -> HTTPResponse:
         service.role_of(request, SERVICE)
-        canonical, _record_, _history = await verified(request, reference)
+        canonical, _record_, _history = await verified(request, reference, cancelling=True)
         return await move(canonical, statuses.CANCELLED)
 
     @app.post("/v1/loss-reports/<reference:str>/events")
@@ -308,7 +406,7 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
                             validation.UNKNOWN_STATUS})
         canonical = path_reference(reference)
         if canonical is None:
-            raise ApiError(404, "not_found", "No loss report has this reference.")
+            raise ApiError(404, "not_found", UNKNOWN_REFERENCE)
         return await move(canonical, target)
 
     async def move(reference: str, target: str) -> HTTPResponse:
@@ -320,7 +418,7 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
         moved = await service.store.move(reference, target, service.clock.now(),
                                          service.clock.today(), notification)
         if moved.outcome == "not_found":
-            raise ApiError(404, "not_found", "No loss report has this reference.")
+            raise ApiError(404, "not_found", UNKNOWN_REFERENCE)
         if moved.outcome == "conflict":
             allowed = statuses.TABLE[moved.previous].next
             raise ApiError(409, "transition_not_allowed",
@@ -328,9 +426,46 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
                            + (", ".join(allowed) if allowed else "none (final status)") + ".",
                            {"status": moved.previous})
         log.info("%s: %s -> %s", reference, moved.previous, target)
+        if statuses.is_terminal(target):
+            # Erased now, not at the next sweep, when its guardian asked (it is then in the
+            # asked index from this move) or nothing is to be kept after a final status.
+            now = service.clock.now()
+            keep_none = settings.report_retention_days == 0
+            await service.store.erase(reference, now, service.clock.today(),
+                                      index=None if keep_none else ASKED, cutoff=now)
         after = await service.store.get(reference)
         assert after is not None
         return json_response(service.view(reference, *after))
+
+    @app.post("/v1/loss-reports/<reference:str>/erase")
+    async def erase(request: Request, reference: str) -> HTTPResponse:
+        """The conversation that filed a report asks for its personal data to go: now if the
+        report is final, else as soon as it is (the card-ready notice still comes)."""
+        service.role_of(request, SERVICE)
+        conversation, fields = validation.conversation_id(json_body(request))
+        if conversation is None:
+            raise ApiError(422, "invalid_fields", "conversation_id is missing or invalid.",
+                           fields)
+        canonical = path_reference(reference)
+        found = await service.store.get(canonical) if canonical else None
+        filer = found[0].get("conversation_id", "") if found else ""
+        # Equal-length digests compared in constant time; an erased report keeps no filer, so
+        # it answers like an unknown reference, as does any other conversation.
+        same = hmac.compare_digest(_digest(conversation), _digest(filer))
+        if canonical is None or not filer or not same:
+            raise ApiError(404, "not_found", UNKNOWN_REFERENCE)
+        done = await service.store.erase(canonical, service.clock.now(), service.clock.today(),
+                                         ask=True)
+        if done.outcome == "not_found":
+            raise ApiError(404, "not_found", UNKNOWN_REFERENCE)
+        if done.outcome == "active":
+            log.info("%s: erasure asked while %s; kept until final", canonical, done.status)
+            return json_response({"reference": canonical, "status": done.status,
+                                  "personal_data": "kept", "erase_after_days": 0,
+                                  "reason": "active"})
+        log.info("%s: personal data erased at the guardian's request", canonical)
+        return json_response({"reference": canonical, "status": done.status,
+                              "personal_data": "erased"})
 
     @app.get("/v1/loss-reports")
     async def list_reports(request: Request) -> HTTPResponse:
@@ -358,7 +493,7 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
         canonical = path_reference(reference)
         found = await service.store.get(canonical) if canonical else None
         if canonical is None or found is None:
-            raise ApiError(404, "not_found", "No loss report has this reference.")
+            raise ApiError(404, "not_found", UNKNOWN_REFERENCE)
         return json_response(service.view(canonical, *found))
 
     return app
@@ -382,7 +517,15 @@ def _record(service: Service, reference: str, report: validation.LossReportInput
         "guardian_id": seal(report.guardian_id_number, f"{reference}:guardian_id"),
         "phone": seal(report.phone, f"{reference}:phone"),
         "guardian_hash": service.vault.keyed_hash(report.guardian_id_number),
+        "child_hash": service.vault.keyed_hash(report.child_id_number),
+        # The filing conversation, recognised later by its X-Caller-Id (the actions send the
+        # same sender id as both); hashed like the per-caller counter's key.
+        "filer_hash": _digest(report.conversation_id),
         "child_id_masked": identity.mask(report.child_id_number),
         "guardian_id_masked": identity.mask(report.guardian_id_number),
         "phone_masked": identity.mask(report.phone),
     }
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

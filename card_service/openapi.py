@@ -36,9 +36,15 @@ REFERENCE = {"name": "reference", "in": "path", "required": True,
              "description": "Crockford base32; lower case and no dash accepted"}
 CALLER = {"name": "X-Caller-Id", "in": "header", "required": False,
           "schema": {"type": "string", "maxLength": 200},
-          "description": "Who is asking (e.g. the conversation); failures are rate-limited "
-                         "per caller, by client IP when absent"}
+          "description": "Who is asking: the conversation (by client IP when absent). "
+                         "After a failure a caller waits 2 s, 4 s, 8 s ... (15 min at most) "
+                         "before its next try on that reference; failures are also limited "
+                         "per caller and per reference, and the conversation that filed the "
+                         "report (its conversation_id) is exempt from the per-reference "
+                         "limit"}
 TEXT = {"type": "string", "minLength": 1}
+# Present until the report's personal data is erased, null after.
+PERSONAL = {"type": "string", "nullable": True}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
@@ -61,6 +67,23 @@ SCHEMAS: dict[str, Any] = {
         "conversation_id": TEXT}},
     "GuardianCheck": {"type": "object", "required": ["guardian_id_number"],
                       "properties": {"guardian_id_number": {"type": "string"}}},
+    "CancelCheck": {"type": "object", "required": ["guardian_id_number", "child_id_number"],
+                    "properties": {"guardian_id_number": {"type": "string"},
+                                   "child_id_number": {"type": "string"}}},
+    "ConversationCheck": {"type": "object", "required": ["conversation_id"], "properties": {
+        "conversation_id": {**TEXT, "maxLength": 200,
+                            "description": "the sender id of the conversation asking; only "
+                                           "the one that filed the report is answered"}}},
+    "Erasure": {"type": "object", "required": ["reference", "status", "personal_data"],
+                "properties": {
+        "reference": {"type": "string"},
+        "status": {"type": "string", "enum": list(statuses.STATUSES)},
+        "personal_data": {"type": "string", "enum": ["erased", "kept"]},
+        "erase_after_days": {"type": "integer", "minimum": 0,
+                             "description": "with kept: days after the report becomes final "
+                                            "(0: the request is remembered)"},
+        "reason": {"type": "string", "enum": ["active"],
+                   "description": "with kept: the card is still being replaced"}}},
     "Event": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": sorted(statuses.STAFF_SETTABLE)}}},
     "HistoryEntry": {"type": "object", "properties": {
@@ -84,15 +107,17 @@ SCHEMAS: dict[str, Any] = {
         "created_at": {"type": "string", "format": "date-time"},
         "filed_on": {"type": "string", "format": "date"},
         "valid_until": {"type": "string", "format": "date"},
-        "city": {"type": "string"}, "region": {"$ref": REF + "Region"},
+        "city": PERSONAL, "region": {"$ref": REF + "Region"},
         "next_step": {"type": "object", "properties": {
             "key": {"type": "string"}, "where": {"type": "object", "nullable": True},
             "deadline": {"type": "string", "format": "date", "nullable": True}}},
-        "child": {"type": "object", "properties": {"id_number_masked": {"type": "string"}}},
+        "child": {"type": "object", "properties": {"id_number_masked": PERSONAL}},
         "guardian": {"type": "object", "properties": {
-            "id_number_masked": {"type": "string"}, "phone_masked": {"type": "string"},
-            "relationship": {"type": "string"}}},
-        "notified_at": {"type": "string", "nullable": True}}},
+            "id_number_masked": PERSONAL, "phone_masked": PERSONAL, "relationship": PERSONAL}},
+        "notified_at": {"type": "string", "nullable": True},
+        "personal_data": {"type": "string", "enum": ["kept", "erased"]},
+        "personal_data_erased_at": {"type": "string", "format": "date-time", "nullable": True},
+        "erase_requested_at": {"type": "string", "format": "date-time", "nullable": True}}},
     "ReportList": {"type": "object", "properties": {
         "reports": {"type": "array", "items": {"$ref": REF + "LossReport"}}}},
 }
@@ -141,11 +166,20 @@ PATHS: dict[str, Any] = {
                       "429": _error("Too many failed verifications; see Retry-After")}}},
     "/v1/loss-reports/{reference}/cancel": {"post": {
         "summary": "Lift a temporary report: the card was found (service token)",
-        "parameters": [REFERENCE, CALLER], "requestBody": _body("GuardianCheck"),
+        "parameters": [REFERENCE, CALLER], "requestBody": _body("CancelCheck"),
         "responses": {"200": _json("LossReport", "Cancelled"), **AUTH_ERRORS, **BODY_ERRORS,
-                      "404": _error("Unknown reference or wrong guardian (same answer)"),
+                      "404": _error("Unknown reference, wrong guardian or wrong child "
+                                    "(same answer)"),
                       "409": _error("The status no longer allows it"),
                       "429": _error("Too many failed verifications; see Retry-After")}}},
+    "/v1/loss-reports/{reference}/erase": {"post": {
+        "summary": "The filing conversation asks for the report's personal data to be erased "
+                   "(service token): now if the status is final, else as soon as it is",
+        "parameters": [REFERENCE], "requestBody": _body("ConversationCheck"),
+        "responses": {"200": _json("Erasure", "Erased, or kept while the report is active"),
+                      **AUTH_ERRORS, **BODY_ERRORS,
+                      "404": _error("Unknown reference, another conversation, or already "
+                                    "erased (same answer)")}}},
     "/v1/loss-reports/{reference}/events": {"post": {
         "summary": "Move a report to its next status (staff token)",
         "parameters": [REFERENCE], "requestBody": _body("Event"),

@@ -107,11 +107,31 @@ def loss_report(body: dict[str, Any], today: dt.date) -> tuple[LossReportInput |
     ), {}
 
 
-def guardian_id_number(body: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
-    value = body.get("guardian_id_number")
+def _id_number(body: dict[str, Any], name: str) -> tuple[str | None, dict[str, str]]:
+    value = body.get(name)
     if value is not None and not isinstance(value, str):
-        return None, {"guardian_id_number": TYPE}
+        return None, {name: TYPE}
     result = identity.check_id_number(value or "")
     if not result.ok:
-        return None, {"guardian_id_number": result.reason or identity.FORMAT}
+        return None, {name: result.reason or identity.FORMAT}
     return result.value, {}
+
+
+def guardian_id_number(body: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """A lookup's body: the guardian's ID number."""
+    return _id_number(body, "guardian_id_number")
+
+
+def cancel_check(body: dict[str, Any]) -> tuple[str | None, str | None, dict[str, str]]:
+    """A cancel's body: the guardian's and the child's ID numbers, both named when bad. Only
+    the format is checked for the child (no age), so a child who has turned 18 since the
+    filing is still recognised."""
+    guardian, guardian_fields = _id_number(body, "guardian_id_number")
+    child, child_fields = _id_number(body, "child_id_number")
+    return guardian, child, {**guardian_fields, **child_fields}
+
+
+def conversation_id(body: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """An erasure's body: the id of the conversation asking, as the filing named it."""
+    value, reason = _text(body.get("conversation_id"), TEXT_MAX)
+    return (None, {"conversation_id": reason}) if reason else (value, {})

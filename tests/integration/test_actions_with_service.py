@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
+from rasa_sdk.executor import CollectingDispatcher
 
 from actions import card_service
 from actions.faq import ActionAnswerFaq
 from actions.filing import ActionFileReport, idempotency_key
 from actions.handoff import ActionHandoff
-from actions.progress import ActionCancelReport, ActionCardReady, ActionCheckStatus
+from actions.progress import (
+    ActionCancelReport,
+    ActionCardReady,
+    ActionCheckStatus,
+    ValidateCardFoundForm,
+)
 from actions.report_form import DETAILS
 from bot.rules import regions
 from bot.settings import settings
 from tests.integration.conftest import CardService
 from tests.testkit.people import child_id, guardian_id
-from tests.testkit.trackers import responses, run, slot_values, tracker
+from tests.testkit.trackers import DOMAIN, responses, run, slot_values, tracker
 
 pytestmark = pytest.mark.integration
 
@@ -148,17 +155,42 @@ def test_wrong_id_and_unknown_reference_answer_alike_then_12333(service: CardSer
 def test_card_found_lifts_a_temporary_report_but_not_a_written_one(service: CardService) -> None:
     slots = details(11)
     reference = slot_values(file("conv-found", slots)[0])["reference_number"]
-    verify = {"reference_number": reference, "verify_id_number": slots["guardian_id_number"]}
-    _, messages = run(ActionCancelReport(), tracker(slots=verify))
+    verify = {"reference_number": reference, "verify_id_number": slots["guardian_id_number"],
+              "verify_child_id_number": child_id(age=7, sequence=12)}
+    events, messages = run(ActionCancelReport(), tracker(slots=verify, sender="conv-found"))
+    assert responses(messages) == ["utter_not_verified"]  # the guardian's number alone is not enough
+    assert slot_values(events)["verify_child_id_number"] is None
+    listed = service.get(f"/v1/loss-reports/{reference}", role="staff").json()
+    assert listed["status"] == "reported_temporary"
+
+    verify["verify_child_id_number"] = slots["child_id_number"]
+    events, messages = run(ActionCancelReport(), tracker(slots=verify, sender="conv-found"))
     assert responses(messages) == ["utter_report_cancelled"]
+    assert slot_values(events)["verify_id_number"] is None  # neither number is kept
+    assert slot_values(events)["verify_child_id_number"] is None
 
     slots = details(13)
     reference = slot_values(file("conv-found-2", slots)[0])["reference_number"]
     assert service.post(f"/v1/loss-reports/{reference}/events", {"status": "reported_written"},
                         role="staff").status_code == 200
     _, messages = run(ActionCancelReport(), tracker(slots={
-        "reference_number": reference, "verify_id_number": slots["guardian_id_number"]}))
+        "reference_number": reference, "verify_id_number": slots["guardian_id_number"],
+        "verify_child_id_number": slots["child_id_number"]}))
     assert responses(messages) == ["utter_cannot_cancel"]
+
+
+def test_card_found_form_checks_the_childs_id_number() -> None:
+    validator = ValidateCardFoundForm()
+    state = tracker(active_loop="card_found_form")
+    dispatcher = CollectingDispatcher()
+    good = child_id(age=7, sequence=15)
+    assert asyncio.run(validator.validate_verify_child_id_number(
+        f"{good[:6]} {good[6:14]} {good[14:]}", dispatcher, state, DOMAIN)) == {
+        "verify_child_id_number": good}
+    assert asyncio.run(validator.validate_verify_child_id_number(
+        good[:-1] + ("0" if good[-1] != "0" else "1"), dispatcher, state, DOMAIN)) == {
+        "verify_child_id_number": None}
+    assert responses(dispatcher.messages) == ["utter_invalid_id_checksum"]
 
 
 def test_card_ready_names_the_reference_and_where_to_collect(service: CardService) -> None:

@@ -42,9 +42,14 @@ def test_the_client_through_a_report_s_life(shared_card_service: CardService) ->
         client.lookup(report.reference, "12345", caller="conv-client")
     assert invalid.value.fields == {"guardian_id_number": "length"}
 
-    assert client.cancel(report.reference, guardian, caller="conv-client").status == "cancelled"
+    child = body["child"]["id_number"]
+    with pytest.raises(card_client.NotFound):  # the guardian's number alone is not enough
+        client.cancel(report.reference, guardian, people.child_id(sequence=62),
+                      caller="conv-client-2")
+    assert client.cancel(report.reference, guardian, child,
+                         caller="conv-client").status == "cancelled"
     with pytest.raises(card_client.Conflict) as conflict:
-        client.cancel(report.reference, guardian, caller="conv-client")
+        client.cancel(report.reference, guardian, child, caller="conv-client")
     assert conflict.value.status == "cancelled"
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
+import time
 import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -12,7 +16,14 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.rules import statuses
+from bot.redis import CARD_SERVICE
+from bot.rules import identity, statuses
+from card_service.app import (
+    BACKOFF_CAP_SECONDS,
+    FAILURES_PER_CALLER,
+    FAILURES_PER_REFERENCE,
+    REFERENCE_WINDOW_SECONDS,
+)
 from card_service.openapi import document
 from card_service.store import CHINA
 from tests.integration.conftest import CardService
@@ -41,6 +52,22 @@ def filed(service: CardService, **body_args: str) -> tuple[str, dict]:
 
 def caller() -> dict[str, str]:
     return {"X-Caller-Id": str(uuid.uuid4())}
+
+
+def proof(body: dict, guardian: str | None = None, child: str | None = None) -> dict[str, str]:
+    """A cancel's body: the filed numbers unless told otherwise."""
+    return {"guardian_id_number": guardian or body["guardian"]["id_number"],
+            "child_id_number": child or body["child"]["id_number"]}
+
+
+def pair_keys(reference: str, who: dict[str, str]) -> tuple[str, str]:
+    """The Redis keys of one caller's failures and wait on one reference (card_service/store.py)."""
+    pair = hashlib.sha256(f"{reference}\n{who['X-Caller-Id']}".encode()).hexdigest()
+    return f"{CARD_SERVICE}fail:pair:{pair}", f"{CARD_SERVICE}fail:wait:{pair}"
+
+
+def redis_of(service: CardService) -> redis.Redis:
+    return redis.Redis.from_url(service.redis_url, decode_responses=True)
 
 
 def assert_error(response: requests.Response, status: int, code: str | None = None) -> dict:
@@ -254,28 +281,89 @@ def test_invalid_guardian_number_is_422(shared_card_service: CardService) -> Non
     assert assert_error(response, 422)["fields"] == {"guardian_id_number": "length"}
 
 
-def test_failures_per_reference_are_limited(shared_card_service: CardService) -> None:
-    reference, body = filed(shared_card_service)
+def test_a_flood_on_one_reference_never_locks_out_the_filing_conversation(
+        shared_card_service: CardService) -> None:
+    conversation = {"X-Caller-Id": f"conv-{uuid.uuid4()}"}
+    reference, body = filed(shared_card_service, conversation_id=conversation["X-Caller-Id"])
+    path = f"/v1/loss-reports/{reference}/lookup"
     wrong = {"guardian_id_number": people.guardian_id(sequence=99)}
-    for _ in range(5):
-        response = shared_card_service.post(f"/v1/loss-reports/{reference}/lookup", wrong,
-                                            **caller())
-        assert response.status_code == 404
     right = {"guardian_id_number": body["guardian"]["id_number"]}
-    blocked = shared_card_service.post(f"/v1/loss-reports/{reference}/lookup", right,
-                                       **caller())
-    assert_error(blocked, 429, "too_many_failures")
-    assert 0 < int(blocked.headers["Retry-After"]) <= 900
-    assert shared_card_service.post(f"/v1/loss-reports/{reference}/cancel", right,
-                                    **caller()).status_code == 429
+
+    def three_tries(who: dict[str, str]) -> list[requests.Response]:
+        return [shared_card_service.post(path, wrong, **who) for _ in range(3)]
+
+    flooders = [caller() for _ in range(50)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = [answer for tries in pool.map(three_tries, flooders) for answer in tries]
+    # However the 150 tries interleave, exactly the limit of them were checked at all.
+    assert Counter(a.status_code for a in answers) == {404: FAILURES_PER_REFERENCE,
+                                                        429: 150 - FAILURES_PER_REFERENCE}
+    # Each 429 gives the longer of the flooder's own backoff (2 s after its second failure)
+    # and what is left of the reference's window, which the flood soon reaches.
+    waits = [int(a.headers["Retry-After"]) for a in answers if a.status_code == 429]
+    window = range(REFERENCE_WINDOW_SECONDS - 60, REFERENCE_WINDOW_SECONDS + 1)
+    assert all(wait == 2 or wait in window for wait in waits)
+    # At most one 2 s answer per flooder that failed twice.
+    assert sum(wait in window for wait in waits) >= len(waits) - FAILURES_PER_REFERENCE // 2
+    store = redis_of(shared_card_service)
+    assert store.get(f"{CARD_SERVICE}fail:ref:{reference}") == str(FAILURES_PER_REFERENCE)
+
+    # Anyone else, even with the right number, waits out the window ...
+    assert_error(shared_card_service.post(path, right, **caller()), 429, "too_many_failures")
+    # ... but the conversation that filed the report gets in: a typo is its own (no 429),
+    # then the right number works, and it can lift the report.
+    assert_error(shared_card_service.post(path, wrong, **conversation), 404)
+    looked_up = shared_card_service.post(path, right, **conversation)
+    assert looked_up.status_code == 200 and looked_up.json()["reference"] == reference
+    cancelled = shared_card_service.post(f"/v1/loss-reports/{reference}/cancel", proof(body),
+                                         **conversation)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+
+
+def test_a_callers_backoff_grows_then_ends(shared_card_service: CardService) -> None:
+    reference, body = filed(shared_card_service)
+    path = f"/v1/loss-reports/{reference}/lookup"
+    wrong = {"guardian_id_number": people.guardian_id(sequence=96)}
+    right = {"guardian_id_number": body["guardian"]["id_number"]}
+    who = caller()
+    count_key, wait_key = pair_keys(reference, who)
+    store = redis_of(shared_card_service)
+
+    assert_error(shared_card_service.post(path, wrong, **who), 404)
+    assert store.pttl(wait_key) == -2  # the first failure is free: no wait
+    retry_afters = []
+    for expected in (2, 4, 8, 16):
+        assert_error(shared_card_service.post(path, wrong, **who), 404)
+        assert (expected - 1) * 1000 < store.pttl(wait_key) <= expected * 1000
+        blocked = shared_card_service.post(path, right, **who)  # even the right number waits
+        assert_error(blocked, 429, "too_many_failures")
+        retry_afters.append(int(blocked.headers["Retry-After"]))
+        # Another caller is not held by this one's backoff.
+        assert shared_card_service.post(path, right, **caller()).status_code == 200
+        store.pexpire(wait_key, 1)  # the wait runs out (Redis expires it)
+        time.sleep(0.01)
+    assert retry_afters == [2, 4, 8, 16]
+
+    # However many failures, one wait never exceeds the cap.
+    store.set(count_key, 40)
+    assert_error(shared_card_service.post(path, wrong, **who), 404)
+    assert (BACKOFF_CAP_SECONDS - 1) * 1000 < store.pttl(wait_key) <= BACKOFF_CAP_SECONDS * 1000
+    store.pexpire(wait_key, 1)
+    time.sleep(0.01)
+    # A success ends the pair's backoff: the next typo is free again.
+    assert shared_card_service.post(path, right, **who).status_code == 200
+    assert store.exists(count_key, wait_key) == 0
+    assert_error(shared_card_service.post(path, wrong, **who), 404)
+    assert store.pttl(wait_key) == -2
 
 
 def test_failures_per_caller_are_limited(shared_card_service: CardService) -> None:
     who = caller()
     wrong = {"guardian_id_number": people.guardian_id(sequence=98)}
-    codes = [shared_card_service.post(f"/v1/loss-reports/SC-0000-{i:04d}/lookup", wrong,
-                                      **who).status_code for i in range(21)]
-    assert codes == [404] * 20 + [429]
+    codes = [shared_card_service.post(f"/v1/loss-reports/{identity.new_reference()}/lookup",
+                                      wrong, **who).status_code
+             for _ in range(FAILURES_PER_CALLER + 1)]
+    assert codes == [404] * FAILURES_PER_CALLER + [429]
     reference, body = filed(shared_card_service)
     right = {"guardian_id_number": body["guardian"]["id_number"]}
     assert shared_card_service.post(f"/v1/loss-reports/{reference}/lookup", right,
@@ -294,13 +382,12 @@ def test_without_caller_id_the_client_ip_is_the_caller(card_service: CardService
 # Cancel.
 def test_cancel_then_cancel_again_is_409(shared_card_service: CardService) -> None:
     reference, body = filed(shared_card_service)
-    guardian = {"guardian_id_number": body["guardian"]["id_number"]}
-    first = shared_card_service.post(f"/v1/loss-reports/{reference}/cancel", guardian,
+    first = shared_card_service.post(f"/v1/loss-reports/{reference}/cancel", proof(body),
                                      **caller())
     assert first.status_code == 200
     assert first.json()["status"] == "cancelled"
     assert [e["status"] for e in first.json()["history"]] == ["reported_temporary", "cancelled"]
-    again = shared_card_service.post(f"/v1/loss-reports/{reference}/cancel", guardian,
+    again = shared_card_service.post(f"/v1/loss-reports/{reference}/cancel", proof(body),
                                      **caller())
     assert_error(again, 409, "transition_not_allowed")
 
@@ -310,18 +397,66 @@ def test_cancel_after_the_written_report_is_409(shared_card_service: CardService
     event = shared_card_service.post(f"/v1/loss-reports/{reference}/events",
                                      {"status": "reported_written"}, role="staff")
     assert event.status_code == 200
-    response = shared_card_service.post(f"/v1/loss-reports/{reference}/cancel",
-                                        {"guardian_id_number": body["guardian"]["id_number"]},
+    response = shared_card_service.post(f"/v1/loss-reports/{reference}/cancel", proof(body),
                                         **caller())
     assert assert_error(response, 409)["fields"] == {"status": "reported_written"}
 
 
-def test_cancel_with_a_wrong_guardian_is_the_same_404(shared_card_service: CardService) -> None:
-    reference, _ = filed(shared_card_service)
-    response = shared_card_service.post(f"/v1/loss-reports/{reference}/cancel",
-                                        {"guardian_id_number": people.guardian_id(sequence=55)},
+@pytest.mark.parametrize("sent, fields", [
+    ("guardian only", {"child_id_number": "missing"}),
+    ("nothing", {"guardian_id_number": "missing", "child_id_number": "missing"}),
+    ("short child", {"child_id_number": "length"}),
+    ("child as a number", {"child_id_number": "type"}),
+])
+def test_cancel_names_a_missing_or_invalid_child_id_number(
+        shared_card_service: CardService, sent: str, fields: dict[str, str]) -> None:
+    reference, body = filed(shared_card_service)
+    guardian = body["guardian"]["id_number"]
+    bodies = {"guardian only": {"guardian_id_number": guardian}, "nothing": {},
+              "short child": {"guardian_id_number": guardian, "child_id_number": "123"},
+              "child as a number": {"guardian_id_number": guardian,
+                                    "child_id_number": 110105201501010012}}
+    response = shared_card_service.post(f"/v1/loss-reports/{reference}/cancel", bodies[sent],
                                         **caller())
-    assert_error(response, 404, "not_found")
+    error = assert_error(response, 422, "invalid_fields")
+    assert error["fields"] == fields
+    assert all(name in error["message"] for name in fields)
+    # Not a verification: nothing counted, nothing moved.
+    assert redis_of(shared_card_service).get(f"{CARD_SERVICE}fail:ref:{reference}") is None
+    assert shared_card_service.get(f"/v1/loss-reports/{reference}",
+                                   role="staff").json()["status"] == "reported_temporary"
+
+
+def test_a_wrong_child_reads_like_a_wrong_guardian_and_cancels_nothing(
+        shared_card_service: CardService) -> None:
+    reference, body = filed(shared_card_service)
+    path = f"/v1/loss-reports/{reference}/cancel"
+    someone = people.child_id(sequence=57)
+    wrong_child = shared_card_service.post(path, proof(body, child=someone), **caller())
+    wrong_guardian = shared_card_service.post(
+        path, proof(body, guardian=people.guardian_id(sequence=56)), **caller())
+    unknown = shared_card_service.post(f"/v1/loss-reports/{identity.new_reference()}/cancel",
+                                       proof(body), **caller())
+    assert_error(wrong_child, 404, "not_found")
+    assert wrong_child.content == wrong_guardian.content == unknown.content
+    assert redis_of(shared_card_service).get(f"{CARD_SERVICE}fail:ref:{reference}") == "2"
+    assert shared_card_service.get(f"/v1/loss-reports/{reference}",
+                                   role="staff").json()["status"] == "reported_temporary"
+
+    both = shared_card_service.post(path, proof(body), **caller())
+    assert both.status_code == 200 and both.json()["status"] == "cancelled"
+
+
+def test_a_report_filed_before_child_hashes_checks_the_sealed_child_id(
+        shared_card_service: CardService) -> None:
+    reference, body = filed(shared_card_service)
+    store = redis_of(shared_card_service)
+    assert store.hdel(f"{CARD_SERVICE}report:{reference}", "child_hash") == 1
+    path = f"/v1/loss-reports/{reference}/cancel"
+    assert_error(shared_card_service.post(path, proof(body, child=people.child_id(sequence=58)),
+                                          **caller()), 404)
+    assert shared_card_service.post(path, proof(body), **caller()).json()["status"] == \
+        "cancelled"
 
 
 # Staff events and list.
@@ -410,8 +545,8 @@ def test_temporary_report_reads_as_expired_after_valid_until(
         assert report["status"] == "expired"
         assert report["history"][-1]["status"] == "expired"
         assert report["next_step"]["key"] == "report_again"
-        assert_error(later.post(f"/v1/loss-reports/{reference}/cancel", guardian, **caller()),
-                     409)
+        assert_error(later.post(f"/v1/loss-reports/{reference}/cancel", proof(body),
+                                **caller()), 409)
         assert_error(later.post(f"/v1/loss-reports/{reference}/events",
                                 {"status": "reported_written"}, role="staff"), 409)
         # A written report does not lapse.

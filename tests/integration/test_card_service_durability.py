@@ -69,7 +69,8 @@ def test_concurrent_events_lose_no_update(card_service: CardService) -> None:
             return card_service.post(f"/v1/loss-reports/{reference}/events",
                                      {"status": "reported_written"}, role="staff").status_code
         return card_service.post(f"/v1/loss-reports/{reference}/cancel",
-                                 {"guardian_id_number": body["guardian"]["id_number"]},
+                                 {"guardian_id_number": body["guardian"]["id_number"],
+                                  "child_id_number": body["child"]["id_number"]},
                                  **{"X-Caller-Id": f"c{i}"}).status_code
 
     with ThreadPoolExecutor(30) as pool:

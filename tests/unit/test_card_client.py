@@ -121,7 +121,7 @@ def test_persistent_5xx_is_unavailable(server: Scripted) -> None:
 def test_cancel_is_not_retried(server: Scripted) -> None:
     server.then(503, error("unavailable"))
     with pytest.raises(card_client.CardServiceUnavailable):
-        client_for(server).cancel("SC-7K3F-9Q2M", "x")
+        client_for(server).cancel("SC-7K3F-9Q2M", "x", "y")
     assert len(server.requests) == 1
 
 
@@ -169,7 +169,7 @@ def test_invalid_carries_the_fields(server: Scripted) -> None:
 def test_conflict_carries_the_status(server: Scripted) -> None:
     server.then(409, error("transition_not_allowed", {"status": "reported_written"}))
     with pytest.raises(card_client.Conflict) as raised:
-        client_for(server).cancel("SC-7K3F-9Q2M", "x")
+        client_for(server).cancel("SC-7K3F-9Q2M", "x", "y")
     assert raised.value.status == "reported_written"
 
 
@@ -219,3 +219,17 @@ def test_async_twins_run_off_the_loop(server: Scripted) -> None:
 def test_caller_header_is_passed(server: Scripted) -> None:
     client_for(server).lookup("SC-7K3F-9Q2M", "x", caller="conversation-1")
     assert server.requests[0]["headers"]["X-Caller-Id"] == "conversation-1"
+
+
+def test_cancel_sends_both_numbers_and_the_caller(server: Scripted) -> None:
+    report = asyncio.run(client_for(server).cancel_async(
+        "SC-7K3F-9Q2M", "guardian-number", "child-number", caller="conversation-2"))
+    assert report.reference == "SC-7K3F-9Q2M"
+    sent = server.requests[0]
+    assert sent["path"] == "/v1/loss-reports/SC-7K3F-9Q2M/cancel"
+    assert json.loads(sent["body"]) == {"guardian_id_number": "guardian-number",
+                                        "child_id_number": "child-number"}
+    assert sent["headers"]["X-Caller-Id"] == "conversation-2"
+    # A lookup sends the guardian's number alone: the child's is asked only to cancel.
+    client_for(server).lookup("SC-7K3F-9Q2M", "guardian-number")
+    assert json.loads(server.requests[1]["body"]) == {"guardian_id_number": "guardian-number"}
