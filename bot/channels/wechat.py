@@ -1,26 +1,45 @@
-"""The WeChat Official Account channel: signed XML in, customer-service messages out.
+"""The WeChat Official Account channel: signed (and, in safe mode, encrypted) XML in,
+customer-service messages out.
 
 WeChat's servers call one URL, `/webhooks/wechat/webhook`:
 
 - GET is the server URL check: `signature` is the SHA-1 of the sorted concatenation of
-  the token, `timestamp` and `nonce`; on a match we echo `echostr`.
-- POST carries one XML message with the same signed query. We answer "success" at once
-  (WeChat gives up after 5 s and retries up to three times) and let Rasa work in a
-  background task; the bot's replies go out through the customer-service message API
+  the token, `timestamp` and `nonce`; on a match we echo `echostr`. A `msg_signature`, if
+  the query has one, must also match (the same SHA-1 with `echostr` among the strings).
+- POST carries one XML message with a signed query. We answer "success" at once (WeChat
+  gives up after 5 s and retries up to three times) and let Rasa work in a background
+  task; the bot's replies go out through the customer-service message API
   (`/cgi-bin/message/custom/send`) with an access token cached in Redis for every process.
 
-Only the plain-text mode (明文模式) is implemented, not the AES "safe mode" (安全模式):
-in plain-text mode the signature covers the token, timestamp and nonce but not the body,
-so we also refuse stale timestamps and let each signature be used once. Customer-service
-messages reach a user only within 48 hours of their last message to the account; a
-"card ready" notice later than that is refused by WeChat (errcode 45015) and logged,
-since template or subscription messages are not implemented.
+The mode follows the configuration, and the platform's setting (消息加解密方式) must match:
+
+- Safe mode (安全模式) when an EncodingAESKey is set. The query adds `encrypt_type=aes`
+  and `msg_signature`, the SHA-1 of the sorted token, timestamp, nonce and ciphertext, so
+  the body is signed too; the body's `<Encrypt>` is AES-256-CBC under the key, and what it
+  holds must end with our app id (wechatpy's implementation of the platform's scheme).
+  A plain-text POST is then refused (403): the platform in safe mode never sends one,
+  and anyone who learnt the token could write one. Compatibility mode (兼容模式) works
+  as well, since its body also has `<Encrypt>` and only that is read.
+- Plain-text mode (明文模式) without a key, as for `make run`: the signature covers the
+  token, timestamp and nonce but not the body; the start-up log says so.
+
+Either way stale timestamps are refused and each signature is used once. "success" is
+WeChat's word for "no passive reply" in every mode, and we never send a passive reply,
+so no answer of ours needs encrypting; the customer-service API goes over HTTPS and is
+not part of the scheme. Customer-service messages reach a user only within 48 hours of
+their last message to the account; a "card ready" notice later than that is refused by
+WeChat (errcode 45015) and logged, since template or subscription messages are not
+implemented.
 
 Configuration (the contract in `bot.channels.base`): credentials.yml keys `token`,
-`app_id`, `app_secret`, `base_url`; empty values are read from WECHAT_TOKEN,
-WECHAT_APP_ID, WECHAT_APP_SECRET and WECHAT_API_BASE, and without a token, app id and
-secret the webhook answers 503. Redis (REDIS_URL) holds the access token, the seen
-messages and the numbered buttons.
+`app_id`, `app_secret`, `base_url`, `encoding_aes_key`, `encoding_aes_key_previous`;
+empty values are read from WECHAT_TOKEN, WECHAT_APP_ID, WECHAT_APP_SECRET,
+WECHAT_API_BASE, WECHAT_ENCODING_AES_KEY and WECHAT_ENCODING_AES_KEY_PREVIOUS. Without a
+token, app id and secret, or with a key not of the platform's shape (43 letters and
+digits), the webhook answers 503. The previous key is tried when the current one cannot
+open a message: set it to the old key while a change of key on the platform takes
+effect. Redis (REDIS_URL) holds the access token, the seen messages and the numbered
+buttons.
 """
 
 from __future__ import annotations
@@ -31,6 +50,7 @@ import hmac
 import json
 import logging
 import re
+import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +64,8 @@ from redis.exceptions import RedisError
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 
 from bot import redis as bot_redis
 from bot.channels.base import (
@@ -70,6 +92,11 @@ TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 # WeChat's limit for one customer-service text is 2048 bytes.
 MAX_TEXT_BYTES = 2000
 TEXT_HEADERS = {"X-Content-Type-Options": "nosniff"}
+# An EncodingAESKey as the platform makes one: 43 of these 62 characters, the base64 of a
+# 32-byte AES key without its "=".
+AES_KEY_SHAPE = re.compile(r"[A-Za-z0-9]{43}")
+# The query parameters WeChat signs or sends with a call.
+QUERY_NAMES = ("signature", "timestamp", "nonce", "echostr", "encrypt_type", "msg_signature")
 
 
 # --- the protocol, as pure functions ---------------------------------------------------
@@ -77,24 +104,30 @@ TEXT_HEADERS = {"X-Content-Type-Options": "nosniff"}
 _DIGITS = re.compile(r"[0-9]{1,12}")
 
 
-def signature(token: str, timestamp: str, nonce: str) -> str:
-    """WeChat's request signature.
+def signature(token: str, timestamp: str, nonce: str, *signed: str) -> str:
+    """WeChat's request signature; `msg_signature` has the signed text (the ciphertext,
+    say) among the sorted strings as well.
 
     >>> signature("test", "1410685589", "test")
     'f21891de399b4e33a1a93c9a7b8a8fffb5a443ff'
     """
-    joined = "".join(sorted([token, timestamp, nonce])).encode("utf-8")
+    joined = "".join(sorted([token, timestamp, nonce, *signed])).encode("utf-8")
     return hashlib.sha1(joined).hexdigest()  # noqa: S324 - the algorithm WeChat fixes
 
 
-def signature_valid(token: str, query: Mapping[str, str], now: float | None = None) -> bool:
-    """The query's signature is right and its timestamp within the clock-skew window."""
+def signature_valid(token: str, query: Mapping[str, str], now: float | None = None,
+                    signed: str | None = None) -> bool:
+    """The query's signature is right and its timestamp within the clock-skew window.
+
+    With `signed` (a ciphertext, or the URL check's echostr) the signature checked is
+    `msg_signature`, over that text too.
+    """
     timestamp = query.get("timestamp", "")
     nonce = query.get("nonce", "")
-    given = query.get("signature", "")
+    given = query.get("signature" if signed is None else "msg_signature", "")
     if not (token and _DIGITS.fullmatch(timestamp) and nonce and given):
         return False
-    expected = signature(token, timestamp, nonce)
+    expected = signature(token, timestamp, nonce, *(() if signed is None else (signed,)))
     if not hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii", "replace")):
         return False
     now = time.time() if now is None else now
@@ -103,6 +136,15 @@ def signature_valid(token: str, query: Mapping[str, str], now: float | None = No
 
 class BadMessage(ValueError):
     """The body is not a WeChat message we can read safely."""
+
+
+class Refused(Exception):
+    """A call that is not WeChat's for this account, as far as we can tell."""
+
+    def __init__(self, status: int, why: str):
+        super().__init__(why)
+        self.status = status
+        self.answer = "forbidden" if status == 403 else "bad request"
 
 
 def parse_xml(body: bytes) -> dict[str, str]:
@@ -185,6 +227,32 @@ class Inbound:
         return cls(openid, msg_type, text, dedupe_key, language)
 
 
+class NotForUs(ValueError):
+    """A safe-mode message that no key of ours opens for our app id."""
+
+
+class SafeMode:
+    """The account's EncodingAESKey (and the one before it): opens what WeChat encrypts."""
+
+    def __init__(self, token: str, app_id: str, keys: tuple[str, ...]):
+        self._keys = [WeChatCrypto(token, key, app_id) for key in keys if key]
+
+    def open(self, encrypted: str, query: Mapping[str, str]) -> bytes:
+        """The message XML inside `encrypted`, whose `msg_signature` the caller checked."""
+        for crypto in self._keys:
+            try:
+                xml = crypto.decrypt_message({"Encrypt": encrypted},
+                                             query.get("msg_signature", "").lower(),
+                                             query.get("timestamp", ""), query.get("nonce", ""))
+            # Another key or another account's message: the appid at the end differs, or
+            # what comes out is not even shaped like a message.
+            except (InvalidAppIdException, InvalidSignatureException, ValueError,
+                    struct.error, IndexError):
+                continue
+            return str(xml).encode("utf-8")
+        raise NotForUs("no key of ours opens it for this app id")
+
+
 def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
     """Pieces of at most `limit` UTF-8 bytes, cut between lines where possible."""
     pieces: list[str] = []
@@ -218,10 +286,13 @@ def masked(openid: str) -> str:
 
 @dataclass(frozen=True)
 class WeChatConfig(ChannelConfig):
-    """Served with a token, an app id and its secret.
+    """Served with a token, an app id and its secret; in safe mode with an EncodingAESKey
+    too, which when set must have the platform's shape.
 
     >>> WeChatConfig(token="t", app_id="wx1").missing
     ('app_secret',)
+    >>> WeChatConfig(token="t", app_id="wx1", app_secret="s", encoding_aes_key="short").missing
+    ('encoding_aes_key',)
     """
 
     SECTION: ClassVar[str] = "wechat"
@@ -232,7 +303,24 @@ class WeChatConfig(ChannelConfig):
     app_id: str = ""
     app_secret: str = ""
     base_url: str = ""
+    encoding_aes_key: str = ""
+    encoding_aes_key_previous: str = ""
     redis_url: str = ""
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        # A malformed key must not quietly mean plain-text mode: the channel stays closed.
+        # So does a previous key alone (safe mode with only the key WeChat no longer uses).
+        current, previous = self.encoding_aes_key, self.encoding_aes_key_previous
+        wrong = {"encoding_aes_key": bool(current and not AES_KEY_SHAPE.fullmatch(current)
+                                          or previous and not current),
+                 "encoding_aes_key_previous": bool(previous
+                                                   and not AES_KEY_SHAPE.fullmatch(previous))}
+        return super().missing + tuple(name for name, bad in wrong.items() if bad)
+
+    @property
+    def safe_mode(self) -> bool:
+        return bool(self.encoding_aes_key)
 
 
 # --- WeChat's API and the shared state in Redis ----------------------------------------
@@ -408,6 +496,10 @@ class WeChatInput(ChannelInput):
     def __init__(self, config: WeChatConfig):
         self.config: WeChatConfig = config
         self.api = WeChatApi(config)
+        keys = (config.encoding_aes_key, config.encoding_aes_key_previous)
+        # None: plain-text mode (or not configured, and nothing is read at all).
+        self.safe_mode = (SafeMode(config.token, config.app_id, keys)
+                          if config.configured and config.safe_mode else None)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -424,28 +516,66 @@ class WeChatInput(ChannelInput):
     # The HTTP side, independent of Sanic so that it can be tested directly -------------
 
     def check_url(self, query: Mapping[str, str]) -> tuple[int, str]:
+        """`query` holds the parameters the call has (`QUERY_NAMES`), and no others."""
         if refused := self.refusal():
             return refused
-        if not signature_valid(self.config.token, query):
+        echostr = query.get("echostr", "")
+        if not signature_valid(self.config.token, query) or (
+                "msg_signature" in query
+                and not signature_valid(self.config.token, query, signed=echostr)):
             return 403, "forbidden"
-        return 200, query.get("echostr", "")
+        return 200, echostr
+
+    def opened(self, query: Mapping[str, str], body: bytes) -> tuple[bytes, str]:
+        """The message XML of an authentic POST and the signature that vouches for it;
+        raises `Refused`."""
+        if self.safe_mode is None:
+            if not signature_valid(self.config.token, query):
+                raise Refused(403, "a bad or stale signature")
+            return body, query.get("signature", "").lower()
+        if query.get("encrypt_type", "").lower() != "aes":
+            raise Refused(403, "a plain-text message (this channel is in safe mode)")
+        try:
+            encrypted = parse_xml(body).get("Encrypt", "")
+        except BadMessage as error:
+            raise Refused(400, f"unreadable message: {error}") from None
+        if not encrypted:
+            raise Refused(400, "unreadable message: no Encrypt")
+        if not signature_valid(self.config.token, query, signed=encrypted):
+            raise Refused(403, "a bad or stale msg_signature")
+        try:
+            return self.safe_mode.open(encrypted, query), query["msg_signature"].lower()
+        except NotForUs:
+            raise Refused(403, "a message that WECHAT_ENCODING_AES_KEY does not open for "
+                               "this app id (another key, or another account's)") from None
 
     async def receive(self, query: Mapping[str, str], body: bytes,
                       on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> tuple[int, str]:
         """Checks one POST and starts its processing; the answer is (status, text)."""
         if refused := self.refusal(body):
             return refused
-        if not signature_valid(self.config.token, query):
-            log.warning("wechat: refused a request with a bad or stale signature")
-            return 403, "forbidden"
         try:
-            message = Inbound.from_fields(parse_xml(body))
+            xml, signed_by = self.opened(query, body)
+            fields = parse_xml(xml)
+        except Refused as refusal:
+            log.warning("wechat: refused %s", refusal)
+            return refusal.status, refusal.answer
         except BadMessage as error:
             log.warning("wechat: unreadable message: %s", error)
             return 400, "bad request"
         try:
-            # A replayed signature (the body is not signed) or a retried message: done once.
-            if not await self.api.first_time("signature", query.get("signature", "").lower()):
+            message = Inbound.from_fields(fields)
+        except BadMessage as error:
+            if "Encrypt" in fields:
+                log.warning("wechat: an encrypted message, but no WECHAT_ENCODING_AES_KEY is "
+                            "set: set it, or choose plain-text mode on the platform")
+            else:
+                log.warning("wechat: unreadable message: %s", error)
+            return 400, "bad request"
+        try:
+            # A replayed signature (in plain-text mode the body is not signed) or a retried
+            # message: done once.
+            if not await self.api.first_time("signature", signed_by):
                 log.info("wechat: signature already used; ignored")
                 return 200, "success"
             if not await self.api.first_time("message", message.dedupe_key):
@@ -470,12 +600,23 @@ class WeChatInput(ChannelInput):
         await self.hand_over(on_new_message, text, WeChatOutput(self.api), message.openid,
                              masked(message.openid), message.language)
 
+    def say_which_mode(self) -> None:
+        """The start-up log's line on encryption, once configured."""
+        if not self.config.configured:
+            return
+        if self.safe_mode is not None:
+            log.info("wechat: safe mode (AES): plain-text messages are refused")
+        else:
+            log.warning("wechat: plain-text mode: messages from WeChat are not encrypted and "
+                        "their bodies not signed (set WECHAT_ENCODING_AES_KEY and choose "
+                        "safe mode on the platform)")
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         wechat = self.webhook_blueprint()
 
         def query_of(request: Request) -> dict[str, str]:
-            return {name: request.args.get(name, "") for name in
-                    ("signature", "timestamp", "nonce", "echostr")}
+            return {name: request.args.get(name, "") for name in QUERY_NAMES
+                    if name in request.args}
 
         @wechat.route("/webhook", methods=["GET"])
         async def url_check(request: Request) -> HTTPResponse:
@@ -487,6 +628,10 @@ class WeChatInput(ChannelInput):
             status, text = await self.receive(query_of(request), request.body or b"",
                                               on_new_message)
             return response.text(text, status=status, headers=TEXT_HEADERS)
+
+        @wechat.listener("after_server_start")
+        async def say_which_mode(*_: Any) -> None:
+            self.say_which_mode()
 
         @wechat.listener("after_server_stop")
         async def close(*_: Any) -> None:

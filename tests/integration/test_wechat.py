@@ -1,6 +1,8 @@
-"""The WeChat channel against a local WeChat-protocol server: signed XML into the real
-stack (Rasa with the trained model, action server, card service, Redis) and the bot's
-replies and proactive messages out through the customer-service message API."""
+"""The WeChat channel against a local WeChat-protocol server, in safe mode as production
+runs it: encrypted, signed XML into the real stack (Rasa with the trained model, action
+server, card service, Redis), WeChat's reading of each webhook answer, and the bot's
+replies and proactive messages out through the customer-service message API. (Plain-text
+mode runs through the real stack in test_faults.py.)"""
 
 from __future__ import annotations
 
@@ -15,14 +17,18 @@ import pytest
 import redis
 import requests
 
+from bot.channels.base import conversation_id
 from bot.channels.wechat import WeChatApi, WeChatConfig
 from tests.testkit.people import child_id, guardian_id
 from tests.testkit.redis_server import RedisServer
 from tests.testkit.stack import Stack, has_cjk
 from tests.testkit.wechat_server import (
+    SafeModeAccount,
     WeChatServer,
     event_xml,
+    new_aes_key,
     new_openid,
+    sha1_of_sorted,
     signed_query,
     text_xml,
 )
@@ -30,6 +36,7 @@ from tests.testkit.wechat_server import (
 pytestmark = pytest.mark.integration
 REFERENCE = re.compile(r"SC-[0-9A-Z]{4}-[0-9A-Z]{4}")
 TOKEN = "wechat-test-token"
+AES_KEY = new_aes_key()
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, wechat: WeChatServer) -> Ite
         "WECHAT_APP_ID": wechat.app_id,
         "WECHAT_APP_SECRET": wechat.app_secret,
         "WECHAT_API_BASE": wechat.url,
+        "WECHAT_ENCODING_AES_KEY": AES_KEY,
         # Stack's default key is shorter than the 16 characters the card service wants.
         "DATA_ENCRYPTION_KEY": "wechat-test-data-encryption-key",
     })
@@ -69,22 +77,32 @@ class Follower:
     def __init__(self, stack: Stack, wechat: WeChatServer):
         self.stack = stack
         self.wechat = wechat
+        self.account = SafeModeAccount(TOKEN, AES_KEY, wechat.app_id)
         self.openid = new_openid()
+        self.conversation = conversation_id("wechat", self.openid)
         self.url = f"{stack.rasa_url}/webhooks/wechat/webhook"
 
-    def post(self, body: bytes, query: dict[str, str] | None = None) -> requests.Response:
-        return requests.post(self.url, params=query or signed_query(TOKEN), data=body,
+    def post(self, query: dict[str, str], body: bytes) -> requests.Response:
+        return requests.post(self.url, params=query, data=body,
                              headers={"Content-Type": "text/xml"}, timeout=10)
+
+    def push(self, message: bytes) -> requests.Response:
+        """The message as WeChat's servers post it in safe mode; the answer must be one
+        they take."""
+        answer = self.post(*self.account.push(message))
+        if answer.status_code == 200:
+            assert self.account.read_answer(answer.text) is None  # replies go by the API
+        return answer
 
     def user_turns(self) -> int:
         try:
-            events = self.stack.tracker(self.openid)["events"]
+            events = self.stack.tracker(self.conversation)["events"]
         except requests.HTTPError:
             return 0
         return sum(event.get("event") == "user" for event in events)
 
     def turn_done(self, turns: int) -> bool:
-        events = self.stack.tracker(self.openid)["events"]
+        events = self.stack.tracker(self.conversation)["events"]
         users = sum(event.get("event") == "user" for event in events)
         last = events[-1] if events else {}
         return users >= turns and last.get("event") == "action" \
@@ -102,7 +120,7 @@ class Follower:
         before = len(self.wechat.messages_to(self.openid))
         turns = self.user_turns()
         started = time.monotonic()
-        answer = self.post(body)
+        answer = self.push(body)
         assert answer.status_code == 200 and answer.text == "success", answer.text
         assert time.monotonic() - started < 2, "WeChat needs an answer within 5 s"
         self.wait_turn(turns + 1)
@@ -112,7 +130,7 @@ class Follower:
         return self.send(text_xml(self.openid, text))
 
     def latest(self) -> dict:
-        return dict(self.stack.tracker(self.openid)["latest_message"])
+        return dict(self.stack.tracker(self.conversation)["latest_message"])
 
 
 def staff(stack: Stack, path: str, body: dict) -> requests.Response:
@@ -157,29 +175,50 @@ def test_access_token_shared_cached_and_refreshed(wechat: WeChatServer, redis_ur
 # The webhook ----------------------------------------------------------------------------
 
 
-def test_bad_signatures_refused(stack: Stack, wechat: WeChatServer) -> None:
+def test_forged_or_foreign_messages_refused(stack: Stack, wechat: WeChatServer) -> None:
     user = Follower(stack, wechat)
-    url_check = signed_query(TOKEN, echostr="e1")
-    forged = requests.get(user.url, params={**url_check, "signature": "0" * 40}, timeout=10)
-    assert forged.status_code == 403 and "e1" not in forged.text
-    wrong_token = requests.get(user.url, params=signed_query("guess", echostr="e2"), timeout=10)
-    assert wrong_token.status_code == 403
-    body = text_xml(user.openid, "你好")
-    assert user.post(body, {**signed_query(TOKEN), "signature": "0" * 40}).status_code == 403
-    assert user.post(body, signed_query("guess")).status_code == 403
-    stale = signed_query(TOKEN, timestamp=int(time.time()) - 3600)
-    assert user.post(body, stale).status_code == 403
-    assert user.post(b"<xml><oops", signed_query(TOKEN)).status_code == 400
+    message = text_xml(user.openid, "你好")
+    query, body = user.account.push(message)
+    _, another_body = user.account.push(text_xml(user.openid, "我孩子的社保卡丢了"))
+    refused = {
+        # The plain `signature` is right here: in safe mode only msg_signature counts.
+        "forged msg_signature": user.post({**query, "msg_signature": "0" * 40}, body),
+        "signed with a guessed token": user.post(
+            *SafeModeAccount("guess", AES_KEY, wechat.app_id).push(message)),
+        "the signature of another ciphertext": user.post(query, another_body),
+        "sealed for another account": user.post(
+            *user.account.push(message, app_id="wx-another-account")),
+        "sealed under another key": user.post(
+            *user.account.push(message, aes_key=new_aes_key())),
+        "plain text, rightly signed": user.post(signed_query(TOKEN), message),
+        # Captured an hour ago and sent again: rightly signed and sealed, but stale.
+        "an hour old": user.post(
+            *user.account.push(message, timestamp=int(time.time()) - 3600)),
+    }
+    assert {name: answer.status_code for name, answer in refused.items()} == dict.fromkeys(
+        refused, 403)
+    assert all(answer.text == "forbidden" for answer in refused.values())
+    assert user.post(query, b"<xml><oops").status_code == 400
     time.sleep(1)
     assert user.user_turns() == 0 and wechat.messages_to(user.openid) == []
 
 
 def test_url_check_echoes(stack: Stack) -> None:
+    url = f"{stack.rasa_url}/webhooks/wechat/webhook"
     echo = secrets.token_hex(8)
-    reply = requests.get(f"{stack.rasa_url}/webhooks/wechat/webhook",
-                         params=signed_query(TOKEN, echostr=echo), timeout=10)
+    query = signed_query(TOKEN, echostr=echo)
+    reply = requests.get(url, params=query, timeout=10)
     assert reply.status_code == 200 and reply.text == echo
     assert reply.headers["Content-Type"].startswith("text/plain")
+    signed = {**query, "msg_signature": sha1_of_sorted(TOKEN, query["timestamp"],
+                                                       query["nonce"], echo)}
+    assert requests.get(url, params=signed, timeout=10).text == echo
+    for forged in ({**query, "signature": "0" * 40}, {**signed, "msg_signature": "0" * 40},
+                   signed_query("guess", echostr=echo)):
+        refused = requests.get(url, params=forged, timeout=10)
+        assert refused.status_code == 403 and echo not in refused.text
+    log = stack.processes["rasa"].log_path.read_text(errors="replace")
+    assert "wechat: safe mode (AES)" in log and "plain-text mode" not in log
 
 
 def test_hello_gets_a_chinese_greeting_with_numbered_choices(stack: Stack,
@@ -187,7 +226,7 @@ def test_hello_gets_a_chinese_greeting_with_numbered_choices(stack: Stack,
     user = Follower(stack, wechat)
     greeting = user.says("你好")
     assert has_cjk(greeting) and "\n1. " in greeting and "\n2. " in greeting, greeting
-    user_event = [e for e in stack.tracker(user.openid)["events"] if e["event"] == "user"][-1]
+    user_event = [e for e in stack.tracker(user.conversation)["events"] if e["event"] == "user"][-1]
     assert user_event["input_channel"] == "wechat"
     assert user_event["metadata"]["channel"] == "wechat"
 
@@ -212,19 +251,20 @@ def test_a_question_gets_its_answer(stack: Stack, wechat: WeChatServer) -> None:
 
 def test_retries_and_replays_processed_once(stack: Stack, wechat: WeChatServer) -> None:
     user = Follower(stack, wechat)
-    body = text_xml(user.openid, "你好", msg_id=secrets.randbits(62))
-    first = signed_query(TOKEN)
-    # WeChat's three retries, each signed anew, arriving together.
+    message = text_xml(user.openid, "你好", msg_id=secrets.randbits(62))
+    # WeChat's three retries, each signed and sealed anew, arriving together.
+    pushed = [user.account.push(message) for _ in range(4)]
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda q: user.post(body, q),
-                                [first, signed_query(TOKEN), signed_query(TOKEN),
-                                 signed_query(TOKEN)]))
+        answers = list(pool.map(lambda sent: user.post(*sent), pushed))
     assert [(a.status_code, a.text) for a in answers] == [(200, "success")] * 4
     user.wait_turn(1)
-    # A captured signature replayed with another body: the body is not signed in
-    # plain-text mode, so a signature counts once.
-    replay = user.post(text_xml(user.openid, "我孩子的社保卡丢了"), first)
+    first_query, first_body = pushed[0]
+    # The first call captured and sent again within the five minutes: its signature counts
+    # once. With another body the signature no longer matches (safe mode signs the body).
+    replay = user.post(first_query, first_body)
     assert (replay.status_code, replay.text) == (200, "success")
+    _, other_body = user.account.push(text_xml(user.openid, "我孩子的社保卡丢了"))
+    assert user.post(first_query, other_body).status_code == 403
     time.sleep(2)
     assert user.user_turns() == 1
     assert len(wechat.messages_to(user.openid)) == 1

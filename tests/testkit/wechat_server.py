@@ -3,20 +3,29 @@
 `WeChatServer` answers `/cgi-bin/token` and `/cgi-bin/message/custom/send` the way
 api.weixin.qq.com does (errcode bodies with HTTP 200), keeps what was sent, and can be
 told to refuse the next send with an errcode. The functions below it build the GET URL
-check and the signed XML POSTs that WeChat's servers make to our webhook.
+check and the signed XML POSTs that WeChat's servers make to our webhook, and
+`SafeModeAccount` what they make in safe mode (安全模式): the message AES-encrypted, the
+query with `msg_signature`, and WeChat's reading of the webhook's answer. The scheme is
+written from WeChat's documentation, not with our code or wechatpy's.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
+import re
 import secrets
+import string
+import struct
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from tests.testkit.local_server import LocalServer
 
@@ -149,13 +158,18 @@ class WeChatServer(LocalServer):
 # What WeChat's servers send to the webhook ---------------------------------------------
 
 
+def sha1_of_sorted(*texts: str) -> str:
+    """WeChat's signatures: SHA-1 of the texts sorted and joined, in lower-case hex."""
+    joined = "".join(sorted(texts)).encode("utf-8")
+    return hashlib.sha1(joined).hexdigest()  # noqa: S324 - WeChat's choice
+
+
 def signed_query(token: str, timestamp: int | None = None, nonce: str | None = None,
                  **extra: str) -> dict[str, str]:
     """The query WeChat signs: sha1 over the sorted token, timestamp and nonce."""
     timestamp_text = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or str(secrets.randbelow(10**10))
-    joined = "".join(sorted([token, timestamp_text, nonce]))
-    digest = hashlib.sha1(joined.encode("utf-8")).hexdigest()  # noqa: S324 - WeChat's choice
+    digest = sha1_of_sorted(token, timestamp_text, nonce)
     return {"signature": digest, "timestamp": timestamp_text, "nonce": nonce, **extra}
 
 
@@ -188,3 +202,99 @@ def _message_xml(openid: str, account: str, create_time: int | None, kind: str,
 def new_openid() -> str:
     """Shaped like a real openid (28 characters, starting with 'o')."""
     return "o" + secrets.token_urlsafe(21)[:27]
+
+
+# Safe mode (安全模式) ------------------------------------------------------------------
+
+BLOCK = 32  # WeChat pads to 32 bytes, not AES's 16
+
+
+def new_aes_key() -> str:
+    """An EncodingAESKey as the platform makes one: 43 letters and digits."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(43))
+
+
+def _cipher(aes_key: str) -> Cipher[modes.CBC]:
+    # The key is the EncodingAESKey's base64 with its "=" put back; the IV its first 16 bytes.
+    key = base64.b64decode(aes_key + "=")
+    return Cipher(algorithms.AES(key), modes.CBC(key[:16]))
+
+
+def encrypt(aes_key: str, app_id: str, message: bytes, prefix: bytes | None = None) -> str:
+    """Base64 of AES-256-CBC over 16 random bytes (`prefix`), the message's length in 4
+    bytes (network order), the message and the app id, padded PKCS#7-wise to 32 bytes."""
+    plain = (prefix or secrets.token_bytes(16)) + struct.pack(">I", len(message)) + message \
+        + app_id.encode("utf-8")
+    pad = BLOCK - len(plain) % BLOCK
+    plain += bytes([pad]) * pad
+    encryptor = _cipher(aes_key).encryptor()
+    return base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode("ascii")
+
+
+def decrypt(aes_key: str, encrypted: str) -> tuple[bytes, str]:
+    """The message and the app id inside; ValueError when it was not sealed with this key."""
+    decryptor = _cipher(aes_key).decryptor()
+    plain = decryptor.update(base64.b64decode(encrypted, validate=True)) + decryptor.finalize()
+    pad = plain[-1] if plain else 0
+    if not 1 <= pad <= BLOCK or plain[-pad:] != bytes([pad]) * pad:
+        raise ValueError("bad padding")
+    inside = plain[16:-pad]
+    length = struct.unpack(">I", inside[:4])[0] if len(inside) >= 4 else -1
+    if not 0 <= length <= len(inside) - 4:
+        raise ValueError("bad length")
+    return inside[4:4 + length], inside[4 + length:].decode("utf-8")
+
+
+class AnswerRefused(AssertionError):
+    """An answer WeChat would not take: the user sees "该公众号暂时无法提供服务"."""
+
+
+@dataclass(frozen=True)
+class SafeModeAccount:
+    """An account set to safe mode, as WeChat's servers hold it."""
+
+    token: str
+    aes_key: str
+    app_id: str
+    account: str = "gh_test_account"  # the account's original id, the messages' ToUserName
+
+    def push(self, xml: bytes, timestamp: int | None = None, nonce: str | None = None,
+             app_id: str | None = None, aes_key: str | None = None
+             ) -> tuple[dict[str, str], bytes]:
+        """The query and body WeChat posts for the message `xml`. `app_id`, `aes_key`:
+        sealed for another account, or with another key."""
+        encrypted = encrypt(aes_key or self.aes_key, app_id or self.app_id, xml)
+        query = signed_query(self.token, timestamp, nonce, encrypt_type="aes")
+        query["msg_signature"] = sha1_of_sorted(self.token, query["timestamp"], query["nonce"],
+                                                encrypted)
+        return query, envelope(self.account, encrypted)
+
+    def read_answer(self, text: str) -> bytes | None:
+        """What WeChat makes of the webhook's 200 answer to a pushed message: None for
+        "success" or nothing (no passive reply), the reply inside an encrypted answer;
+        `AnswerRefused` for anything else, a plain reply included."""
+        if text in ("success", ""):
+            return None
+        fields = dict(re.findall(
+            r"<(Encrypt|MsgSignature|TimeStamp|Nonce)>(?:<!\[CDATA\[)?(.*?)(?:\]\]>)?</\1>",
+            text, re.S))
+        if set(fields) != {"Encrypt", "MsgSignature", "TimeStamp", "Nonce"}:
+            raise AnswerRefused(f"not an encrypted reply: {text[:200]!r}")
+        expected = sha1_of_sorted(self.token, fields["TimeStamp"], fields["Nonce"],
+                                  fields["Encrypt"])
+        if fields["MsgSignature"] != expected:
+            raise AnswerRefused("the reply's MsgSignature is wrong")
+        try:
+            reply, app_id = decrypt(self.aes_key, fields["Encrypt"])
+        except ValueError as error:
+            raise AnswerRefused(f"the reply cannot be decrypted: {error}") from None
+        if app_id != self.app_id:
+            raise AnswerRefused(f"the reply is sealed for {app_id!r}")
+        return reply
+
+
+def envelope(account: str, encrypted: str) -> bytes:
+    """The body of a safe-mode POST: the account and the ciphertext, nothing else."""
+    return (f"<xml><ToUserName>{_cdata(account)}</ToUserName>"
+            f"<Encrypt>{_cdata(encrypted)}</Encrypt></xml>").encode()

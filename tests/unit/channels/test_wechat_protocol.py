@@ -1,17 +1,22 @@
-"""WeChat's protocol as the channel reads it: signatures, XML, long texts, configuration."""
+"""WeChat's protocol as the channel reads it: signatures, safe mode's encryption, XML, long
+texts, configuration."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 
 import pytest
+from wechatpy.crypto import WeChatCrypto
 
 from bot.channels import wechat
 from bot.channels.wechat import (
     BadMessage,
     Inbound,
+    NotForUs,
+    SafeMode,
     WeChatConfig,
     WeChatInput,
     parse_xml,
@@ -20,9 +25,20 @@ from bot.channels.wechat import (
     split_text,
 )
 from bot.settings import Settings
-from tests.testkit.wechat_server import event_xml, signed_query, text_xml
+from tests.testkit.wechat_server import (
+    AnswerRefused,
+    SafeModeAccount,
+    decrypt,
+    encrypt,
+    event_xml,
+    new_aes_key,
+    sha1_of_sorted,
+    signed_query,
+    text_xml,
+)
 
 TOKEN = "channel-test-token"
+AES_KEY = new_aes_key()
 
 
 # Signatures ---------------------------------------------------------------------------
@@ -53,6 +69,81 @@ def test_signature_valid_within_five_minutes_only() -> None:
     assert not signature_valid(TOKEN, {**good, "signature": "签名"}, now=now)
     assert not signature_valid(TOKEN, {"timestamp": str(now), "nonce": "42"}, now=now)
     assert not signature_valid("", signed_query("", timestamp=now, nonce="42"), now=now)
+
+
+# Safe mode ------------------------------------------------------------------------------
+
+# The vector in wechatpy's test suite (WeChat Work's scheme, the same as the Official
+# Account's with the corp id in the app id's place).
+VECTOR_TOKEN, VECTOR_KEY, VECTOR_ID = "123456", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", \
+    "wx49f0ab532d5d035a"
+VECTOR_QUERY = {"timestamp": "1411525903", "nonce": "461056294",
+                "msg_signature": "74d92dfeb87ba7c714f89d98870ae5eb62dff26d"}
+VECTOR_ENCRYPTED = (
+    "RgqEoJj5A4EMYlLvWO1F86ioRjZfaex/gePD0gOXTxpsq5Yj4GNglrBb8I2BAJVODGajiFnXBu7mCPatfjsu6IHC"
+    "rsTyeDXzF6Bv283dGymzxh6ydJRvZsryDyZbLTE7rhnus50qGPMfp2wASFlzEgMW9z1ef/RD8XzaFYgm7iTdaXpX"
+    "aG4+BiYyolBug/gYNx410cvkKR2/nPwBiT+P4hIiOAQqGp/TywZBtDh1yCF2KOd0gpiMZ5jSw3e29mTvmUHzkVQi"
+    "MS6td7vXUaWOMZnYZlF3So2SjHnwh4jYFxdgpkHHqIrH/54SNdshoQgWYEvccTKe7FS709/5t6NMxuGhcUGAPOQi"
+    "pvWTT4dShyqio7mlsl5noTrb++x6En749zCpQVhDpbV6GDnTbcX2e8K9QaNWHp91eBdCRxthuL0=")
+
+
+def test_safe_mode_published_vector() -> None:
+    assert signature(VECTOR_TOKEN, VECTOR_QUERY["timestamp"], VECTOR_QUERY["nonce"],
+                     VECTOR_ENCRYPTED) == VECTOR_QUERY["msg_signature"]
+    assert signature_valid(VECTOR_TOKEN, VECTOR_QUERY, now=1411525903, signed=VECTOR_ENCRYPTED)
+    opened = SafeMode(VECTOR_TOKEN, VECTOR_ID, (VECTOR_KEY,)).open(VECTOR_ENCRYPTED, VECTOR_QUERY)
+    fields = parse_xml(opened)
+    assert fields["Content"] == "test" and fields["FromUserName"] == "messense"
+    # The test platform's own implementation reads it the same way.
+    assert decrypt(VECTOR_KEY, VECTOR_ENCRYPTED) == (opened, VECTOR_ID)
+    with pytest.raises(NotForUs):
+        SafeMode(VECTOR_TOKEN, "wx-another-app", (VECTOR_KEY,)).open(VECTOR_ENCRYPTED,
+                                                                    VECTOR_QUERY)
+
+
+def test_test_platform_encrypts_as_published() -> None:
+    # wechatpy's reply vector, with its fixed 16 "random" bytes.
+    reply = (b"<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[test]]></Content>\n"
+             b"<FromUserName><![CDATA[wx49f0ab532d5d035a]]></FromUserName>\n"
+             b"<ToUserName><![CDATA[messense]]></ToUserName>\n<AgentID>1</AgentID>\n"
+             b"<CreateTime>1411525903</CreateTime>\n</xml>")
+    sealed = encrypt(VECTOR_KEY, VECTOR_ID, reply, prefix=b"1234567890123456")
+    assert sealed.startswith("9s4gMv99m88kKTh/H8IdkOiMg6bisoy3") and sealed.endswith(
+        "oazPoQJz0nTYjxxEE8kv3kFxtAGVRe3ypD3WeK2XeFYFMNMpatF9XiKzHo3")
+    assert sha1_of_sorted(VECTOR_TOKEN, "1411525903", "461056294", sealed) \
+        == "407518b7649e86ef23978113f92d27afa9296533"
+
+
+def test_safe_mode_opens_every_shape_and_both_keys() -> None:
+    previous = new_aes_key()
+    safe = SafeMode(TOKEN, "wx-unit", (AES_KEY, previous))
+    for length in (0, 1, 11, 12, 27, 28, 100, 5000):  # around the 32-byte padding
+        message = ("好" * length).encode()
+        for key in (AES_KEY, previous):
+            query, body = SafeModeAccount(TOKEN, key, "wx-unit").push(message)
+            encrypted = parse_xml(body)["Encrypt"]
+            assert safe.open(encrypted, query) == message
+    stranger = SafeModeAccount(TOKEN, new_aes_key(), "wx-unit")
+    query, body = stranger.push(b"<xml/>")
+    with pytest.raises(NotForUs):
+        safe.open(parse_xml(body)["Encrypt"], query)
+    with pytest.raises(NotForUs):  # not even base64 of whole blocks
+        safe.open("AAAA", query)
+
+
+def test_what_the_test_platform_takes_as_an_answer() -> None:
+    account = SafeModeAccount(TOKEN, AES_KEY, "wx-unit")
+    assert account.read_answer("success") is None and account.read_answer("") is None
+    reply = "<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[好]]></Content></xml>"
+    sealed = WeChatCrypto(TOKEN, AES_KEY, "wx-unit").encrypt_message(reply, "77", "1700000000")
+    assert account.read_answer(sealed) == reply.encode()
+    with pytest.raises(AnswerRefused, match="MsgSignature"):
+        account.read_answer(sealed.replace("1700000000", "1700000001"))
+    with pytest.raises(AnswerRefused, match="sealed for"):
+        account.read_answer(WeChatCrypto(TOKEN, AES_KEY, "wx-other").encrypt_message(
+            reply, "77", "1700000000"))
+    with pytest.raises(AnswerRefused, match="not an encrypted reply"):
+        account.read_answer(reply)
 
 
 # XML ----------------------------------------------------------------------------------
@@ -163,6 +254,29 @@ def test_config_from_credentials_then_environment() -> None:
     assert not WeChatConfig.from_credentials({}, Settings.from_env({})).configured
     assert not WeChatConfig.from_credentials(
         {}, Settings.from_env({"WECHAT_TOKEN": "only-a-token"})).configured
+    assert not config.safe_mode
+
+
+def test_safe_mode_key_from_environment_and_its_shape() -> None:
+    env = {"WECHAT_TOKEN": "t", "WECHAT_APP_ID": "wx1", "WECHAT_APP_SECRET": "s"}
+
+    def config(**more: str) -> WeChatConfig:
+        return WeChatConfig.from_credentials({"encoding_aes_key": ""},
+                                             Settings.from_env({**env, **more}))
+
+    safe = config(WECHAT_ENCODING_AES_KEY=f" {AES_KEY} ")
+    assert safe.configured and safe.safe_mode and safe.encoding_aes_key == AES_KEY
+    assert config(WECHAT_ENCODING_AES_KEY=AES_KEY,
+                  WECHAT_ENCODING_AES_KEY_PREVIOUS=new_aes_key()).configured
+    for wrong in (AES_KEY[:42], AES_KEY + "A", AES_KEY[:42] + "=", AES_KEY[:42] + "+"):
+        assert config(WECHAT_ENCODING_AES_KEY=wrong).missing == ("encoding_aes_key",)
+    assert config(WECHAT_ENCODING_AES_KEY=AES_KEY, WECHAT_ENCODING_AES_KEY_PREVIOUS="x"
+                  ).missing == ("encoding_aes_key_previous",)
+    # Only the key WeChat no longer uses: safe mode could open nothing new.
+    assert config(WECHAT_ENCODING_AES_KEY_PREVIOUS=AES_KEY).missing == ("encoding_aes_key",)
+    closed = WeChatInput(config(WECHAT_ENCODING_AES_KEY="malformed"))
+    assert closed.check_url(signed_query("t", echostr="e")) == (503, "WeChat channel not configured")
+    assert closed.get_output_channel() is None
 
 
 def channel(**overrides: str) -> WeChatInput:
@@ -200,6 +314,77 @@ def test_post_refusals_come_before_any_processing() -> None:
         ]
 
     assert [status for status, _ in asyncio.run(answers())] == [503, 403, 403, 413, 400]
+
+
+def safe_channel(**overrides: str) -> WeChatInput:
+    return channel(encoding_aes_key=AES_KEY, **overrides)
+
+
+ACCOUNT = SafeModeAccount(TOKEN, AES_KEY, "wx-unit")
+
+
+def test_start_up_log_names_the_mode(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="bot.channels.wechat")
+    safe_channel().say_which_mode()
+    channel().say_which_mode()
+    channel(token="").say_which_mode()  # not configured: base.py's line says so
+    assert [(r.levelname, r.getMessage().split(":")[1].strip()) for r in caplog.records] == [
+        ("INFO", "safe mode (AES)"), ("WARNING", "plain-text mode")]
+    assert "not encrypted" in caplog.records[1].getMessage()
+
+
+def test_safe_mode_url_check() -> None:
+    query = signed_query(TOKEN, echostr="echo-9")
+    assert safe_channel().check_url(query) == (200, "echo-9")  # WeChat signs it as ever
+    with_msg_signature = {**query, "msg_signature": sha1_of_sorted(
+        TOKEN, query["timestamp"], query["nonce"], "echo-9")}
+    assert safe_channel().check_url(with_msg_signature) == (200, "echo-9")
+    assert safe_channel().check_url({**with_msg_signature, "msg_signature": "0" * 40})[0] == 403
+    assert safe_channel().check_url({**with_msg_signature, "msg_signature": ""})[0] == 403
+    assert channel().check_url({**with_msg_signature, "echostr": "other"})[0] == 403
+
+
+def test_safe_mode_refusals() -> None:
+    message = text_xml("oUser", "你好")
+    query, body = ACCOUNT.push(message)
+    old_query, old_body = ACCOUNT.push(message, timestamp=int(time.time()) - 400)
+    other_app = ACCOUNT.push(message, app_id="wx-another-account")
+    other_key = ACCOUNT.push(message, aes_key=new_aes_key())
+    _, other_body = ACCOUNT.push(text_xml("oUser", "another message"))
+    cases = {
+        "plain, rightly signed": (signed_query(TOKEN), message, 403),
+        "plain, flagged aes": (signed_query(TOKEN, encrypt_type="aes"), message, 400),
+        "no encrypt_type": ({k: v for k, v in query.items() if k != "encrypt_type"}, body, 403),
+        "forged msg_signature": ({**query, "msg_signature": "0" * 40}, body, 403),
+        "no msg_signature": ({k: v for k, v in query.items() if k != "msg_signature"}, body,
+                             403),
+        "another ciphertext": (query, other_body, 403),
+        "stale": (old_query, old_body, 403),
+        "for another app id": (*other_app, 403),
+        "under another key": (*other_key, 403),
+        "empty Encrypt": (query, b"<xml><Encrypt></Encrypt></xml>", 400),
+        "a DTD around it": (query, b"<!DOCTYPE x><xml/>", 400),
+    }
+
+    async def answers() -> dict[str, int]:
+        return {name: (await safe_channel().receive(q, b, never_called))[0]
+                for name, (q, b, _) in cases.items()}
+
+    assert asyncio.run(answers()) == {name: status for name, (_, _, status) in cases.items()}
+
+
+def test_safe_mode_message_reaches_the_shared_state() -> None:
+    # Past every check, the next step is Redis (the seen signatures): nothing listens at
+    # the test's address, so the answer is WeChat's "try again", and Rasa saw nothing.
+    previous = new_aes_key()
+    old_key = SafeModeAccount(TOKEN, previous, "wx-unit")
+
+    async def answers() -> list[tuple[int, str]]:
+        current = safe_channel(encoding_aes_key_previous=previous)
+        return [await current.receive(*ACCOUNT.push(text_xml("oUser", "你好")), never_called),
+                await current.receive(*old_key.push(text_xml("oUser", "你好")), never_called)]
+
+    assert asyncio.run(answers()) == [(503, "try again")] * 2
 
 
 def test_openids_are_masked_in_logs() -> None:
