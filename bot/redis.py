@@ -1,7 +1,10 @@
-"""Every Redis client of ours comes from here, and every key prefix we write is listed here."""
+"""Every Redis client of ours comes from here, every key prefix we write is listed here, and
+so is the Redis user (ACL) of each component with the keys and commands it may use."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -28,6 +31,7 @@ TRACKER = "cardbot"
 LOCK_TICKETS = "tickets:"
 LOCK_COUNTER = "ticket_counter:"
 WEBCHAT = "cardbot:webchat:"
+LIMITS = "cardbot:limits:"
 SOCKETIO = "cardbot:socketio"
 CARD_SERVICE = "cardsvc:"
 WECHAT = "wechat:"
@@ -42,6 +46,9 @@ PREFIXES: dict[str, str] = {
                   "store's last ticket number of a conversation",
     WEBCHAT: "web chat's shared turns: turns (waiting), processes, claimed:<process> "
              "(turns in progress), alive:<process>",
+    LIMITS: "how fast each client talks (bot/channels/limits.py): flight:<conversation> "
+            "(turns running or waiting), conversation:<conversation> and address:<client "
+            "address> (when the next message is due)",
     SOCKETIO: "the pub/sub channel through which web chat processes share socket.io rooms",
     CARD_SERVICE: "the card service: reports, their history, idempotency keys, failure "
                   "counters and the outbox of notifications to send",
@@ -49,6 +56,80 @@ PREFIXES: dict[str, str] = {
             "buttons shown",
     WHATSAPP: "whatsapp:buttons:<sha256 of the user>: buttons shown",
 }
+
+
+# Redis users, one per component that uses Redis (the action server uses none, so it has no
+# user). With them configured the default user is off: a client must name its user.
+ADMIN_USER = "admin"  # operators and maintenance tools (key rotation, benchmarks): everything
+RASA_USER = "rasa"
+CARD_SERVICE_USER = "card-service"
+
+
+@dataclass(frozen=True)
+class AclUser:
+    """What one component may touch: key patterns, pub/sub channels and command rules."""
+
+    keys: tuple[str, ...]
+    channels: tuple[str, ...]
+    commands: str
+
+
+# Data-type categories rather than a command list, so a new call on a type a component
+# already uses keeps working. Never granted: @dangerous (FLUSHALL, KEYS, CONFIG, CLIENT...),
+# and SCAN and RANDOMKEY, which name keys outside the user's patterns. Scripts run under the
+# caller's user, so a Lua script reaches no further than the commands it could send itself.
+_SCRIPTS = "+evalsha +eval +script|load +script|exists"
+ACL_USERS: dict[str, AclUser] = {
+    # Tracker and lock stores, web chat's shared turns and rate tallies, the channels'
+    # buttons and WeChat's token; socket.io rooms over one channel. TIME: the lock and rate
+    # scripts read Redis's clock.
+    RASA_USER: AclUser(
+        keys=(f"{TRACKER}:*", f"{WECHAT}*", f"{WHATSAPP}:*"),
+        channels=(SOCKETIO,),
+        commands="-@all +@string +@list +@set +@sortedset +@keyspace +@transaction "
+                 f"-@dangerous -scan -randomkey +ping +echo +time {_SCRIPTS} "
+                 "+publish +subscribe +unsubscribe"),
+    # Reports, their history and indexes, idempotency keys, failure counters, the outbox.
+    CARD_SERVICE_USER: AclUser(
+        keys=(f"{CARD_SERVICE}*",),
+        channels=(),
+        commands="-@all +@string +@hash +@list +@sortedset +@keyspace +@transaction "
+                 f"-@dangerous -scan -randomkey +ping +echo {_SCRIPTS}"),
+}
+DEFAULT_USER_OFF = "user default off resetpass resetkeys resetchannels -@all"
+
+
+def acl_lines(passwords: dict[str, str], admin_password: str) -> list[str]:
+    """Redis config lines for the admin and each component user with a password, the
+    default user off. Only SHA-256 digests of the passwords are written.
+
+    >>> lines = acl_lines({"rasa": "r"}, "a")
+    >>> lines[0]
+    'user default off resetpass resetkeys resetchannels -@all'
+    >>> lines[2].split(" #")[0], "~cardsvc:*" in lines[2], "&cardbot:socketio" in lines[2]
+    ('user rasa on', False, True)
+    """
+    unknown = set(passwords) - set(ACL_USERS)
+    if unknown:
+        raise ValueError(f"no Redis user {sorted(unknown)}; one of {', '.join(ACL_USERS)}")
+    if not admin_password:
+        raise ValueError("Redis users need an admin password (REDIS_PASSWORD)")
+    return [DEFAULT_USER_OFF, f"user {ADMIN_USER} on #{_digest(admin_password)} ~* &* +@all",
+            *(f"user {name} {acl_rule(name, _digest(password))}"
+              for name, password in passwords.items())]
+
+
+def acl_rule(name: str, password_digest: str) -> str:
+    """One component user's rules after `user <name>`, given its password's SHA-256 (deploy/
+    writes the same rules, the digest computed in the Redis container)."""
+    user = ACL_USERS[name]
+    return " ".join([f"on #{password_digest} resetkeys", *(f"~{key}" for key in user.keys),
+                     "resetchannels", *(f"&{channel}" for channel in user.channels),
+                     user.commands])
+
+
+def _digest(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
 
 
 def client(url: str, role: str, **overrides: Any) -> redis.Redis:

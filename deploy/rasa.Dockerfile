@@ -30,7 +30,8 @@ ENV PYTHONPATH=/app \
     RASA_PORT=5005
 USER 1001
 EXPOSE 5005
-# endpoints.yml reads ACTIONS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD and
-# TRACKER_EXPIRY_SECONDS; the web chat reads REDIS_URL; the HTTP API needs RASA_TOKEN.
+# endpoints.yml reads ACTIONS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_USERNAME,
+# REDIS_PASSWORD (Redis's `rasa` user) and TRACKER_EXPIRY_SECONDS; the channels read
+# REDIS_URL; the HTTP API needs RASA_TOKEN.
 # All come from the environment (compose file, Kubernetes Secret), never from the image.
 ENTRYPOINT ["/bin/sh", "-c", "exec python -m bot.rasa run --model /app/models/bot.tar.gz --port \"$RASA_PORT\" --interface 0.0.0.0 --enable-api --credentials /app/credentials.yml --endpoints /app/endpoints.yml \"$@\"", "rasa"]

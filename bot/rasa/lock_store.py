@@ -103,14 +103,15 @@ prune(KEYS[1], now_ms())
 return redis.call('ZCARD', KEYS[1])
 """
 
-_KNOWN_KEYS = frozenset({"port", "db", "password", "use_ssl", "key_prefix", "socket_timeout"})
+_KNOWN_KEYS = frozenset({"port", "db", "username", "password", "use_ssl", "key_prefix",
+                         "socket_timeout"})
 
 
 class AtomicRedisLockStore(LockStore):
     """A drop-in for Rasa's RedisLockStore (same endpoint keys) with atomic tickets.
 
     endpoints.yml: `lock_store: {type: bot.rasa.lock_store.AtomicRedisLockStore, url: host,
-    port, db, password, key_prefix, use_ssl}`.
+    port, db, username, password, key_prefix, use_ssl}`.
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class AtomicRedisLockStore(LockStore):
         key_prefix: str | None = None,
         socket_timeout: float | None = None,
         endpoint_config: EndpointConfig | None = None,
+        username: str | None = None,
     ) -> None:
         if endpoint_config is not None:
             # How Rasa builds a lock store named by its module path.
@@ -133,13 +135,15 @@ class AtomicRedisLockStore(LockStore):
             host = endpoint_config.url or host
             port = settings.get("port", port)
             db = settings.get("db", db)
+            username = settings.get("username", username)
             password = settings.get("password", password)
             use_ssl = str(settings.get("use_ssl", use_ssl)).lower() in ("true", "1", "yes")
             key_prefix = settings.get("key_prefix", key_prefix)
             socket_timeout = settings.get("socket_timeout", socket_timeout)
         self._url = bot_redis.endpoint_url(host, port, db, ssl=use_ssl)
         # Without a socket_timeout of its own, the "lock" role's.
-        self._options: dict[str, Any] = {"password": password or None}
+        self._options: dict[str, Any] = {"username": username or None,
+                                         "password": password or None}
         if socket_timeout is not None:
             self._options.update(socket_timeout=float(socket_timeout),
                                  socket_connect_timeout=float(socket_timeout))

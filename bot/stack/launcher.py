@@ -13,11 +13,21 @@ from pathlib import Path
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
+from bot import redis as bot_redis
 from bot import settings as bot_settings
-from bot.settings import ROOT, Settings
+from bot.settings import ROOT, Settings, redis_env
 from bot.stack import health
+from bot.stack.redis_server import private_directory
 
 PR_SET_PDEATHSIG = 1
+# The Redis user each Procfile process connects as (bot/redis.py ACL_USERS); the action
+# server uses no Redis and gets no Redis variable. Any other process (the embedded Redis)
+# keeps them all.
+REDIS_USER_OF: dict[str, str | None] = {
+    "rasa": bot_redis.RASA_USER,
+    "card": bot_redis.CARD_SERVICE_USER,
+    "actions": None,
+}
 
 
 def procfile_commands(settings: Settings, procfile: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -34,6 +44,16 @@ def stack_environment(base: dict[str, str], settings: Settings) -> dict[str, str
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def process_environment(env: dict[str, str], settings: Settings, name: str) -> dict[str, str]:
+    """`env` for the Procfile process `name`: the Redis URL and REDIS_* variables of its own
+    user (REDIS_URL for all while the users' passwords are unset)."""
+    if name not in REDIS_USER_OF:
+        return env
+    own = {key: value for key, value in env.items() if not key.startswith("REDIS_")}
+    user = REDIS_USER_OF[name]
+    return own if user is None else {**own, **redis_env(settings.redis_url_for(user))}
 
 
 def say(line: str) -> None:
@@ -61,12 +81,14 @@ def main() -> None:
         stack = bot_settings.settings()
     except ValueError as error:
         sys.exit(f"launcher: {error}")
+    private_directory(stack.data_dir)
     env = stack_environment(bot_settings.environment(stack.env_file), stack)
     commands = procfile_commands(stack)
 
     manager = Manager()
     for name, command in commands.items():
-        manager.add_process(name, command, env=env, cwd=str(ROOT))
+        manager.add_process(name, command, env=process_environment(env, stack, name),
+                            cwd=str(ROOT))
 
     parts = {name: check for name, check in health.checks(stack).items() if name in commands}
 

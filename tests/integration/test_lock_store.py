@@ -279,7 +279,8 @@ def test_endpoints_yml_gives_rasa_our_store_with_the_redis_settings(
     server = redis_server_factory()
     server.client().config_set("requirepass", "lock-test-password")
     for name, value in {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(server.port),
-                        "REDIS_DB": "3", "REDIS_PASSWORD": "lock-test-password",
+                        "REDIS_DB": "3", "REDIS_USERNAME": "default",
+                        "REDIS_PASSWORD": "lock-test-password",
                         "ACTIONS_URL": "http://127.0.0.1:1/webhook",
                         "TRACKER_EXPIRY_SECONDS": "60"}.items():
         monkeypatch.setenv(name, value)

@@ -5,6 +5,10 @@ REST goes to the Rasa with fewer requests in progress (round robin among equals)
 turns of one conversation hop between the Rasas; socket.io is
 sticky by client address (ip_hash), so a page's socket lives on one Rasa while a card-ready
 push may arrive at either.
+
+The shipped limits per client address hold: a flood from one address is refused with 429
+before Rasa sees it, while other addresses are served. These tests come from 127.0.0.2 and
+up; 127.0.0.1, the other tests' one address for many guardians, is left uncounted.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import re
 import ssl
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +30,8 @@ import aiohttp
 import pytest
 import requests
 import socketio
+from requests.adapters import HTTPAdapter
+from websockets.exceptions import InvalidStatusCode
 from websockets.legacy.client import connect
 
 from bot.rasa.scrub import mask_name
@@ -235,7 +243,7 @@ async def _pushes_from_each_rasa(cluster: Cluster, transport: str) -> dict[str, 
         delivered = {}
         for stack, reference in zip(cluster.stacks, ("SC-7K3F-9Q2M", "SC-4M8P-2R7T"), strict=True):
             response = await asyncio.to_thread(
-                requests.post, f"{stack.rasa_url}/conversations/{session}/trigger_intent",
+                requests.post, f"{stack.rasa_url}/conversations/webchat:{session}/trigger_intent",
                 params={"token": stack.settings.rasa_token, "output_channel": "latest"},
                 json={"name": "EXTERNAL_card_ready", "entities": {"reference_number": reference}},
                 timeout=TIMEOUT)
@@ -273,6 +281,122 @@ def test_public_server_hides_the_http_api_and_refuses_oversized_bodies(cluster: 
     big = {"sender": "someone", "message": "x" * 100_000}
     assert requests.post(f"{https}/webhooks/rest/webhook", json=big, verify=ca,
                          timeout=TIMEOUT).status_code == 413
-    plain = requests.get(f"{cluster.nginx.http_url}/webhooks/rest/webhook", timeout=TIMEOUT,
-                         allow_redirects=False)
-    assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
+    # Plain HTTP redirects a browser and refuses a webhook: a message sent in clear is not
+    # forwarded (WeChat, like every platform, is configured with an https:// URL).
+    page = requests.get(f"{cluster.nginx.http_url}/webhooks/webchat/chat/", timeout=TIMEOUT,
+                        allow_redirects=False)
+    assert page.status_code == 301 and page.headers["Location"].startswith("https://")
+    for channel in ("wechat", "rest"):
+        plain = requests.post(f"{cluster.nginx.http_url}/webhooks/{channel}/webhook",
+                              data=b"<xml/>", timeout=TIMEOUT, allow_redirects=False)
+        assert plain.status_code == 403, channel
+    assert not [line for line in cluster.nginx.access_log.read_text().splitlines()
+                if line.startswith("POST /webhooks/wechat/") and not line.endswith(" -")]
+
+
+# Limits per client address (deploy/nginx.conf): the people zone (the chat page and its
+# socket) allows a burst of 40 and 10 a second, the platforms zone (channel webhooks) a
+# burst of 100 and 20 a second; one address holds 10 sockets at most.
+
+
+class FromAddress(HTTPAdapter):
+    """Connections from one loopback address, which nginx sees as one client."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def client_at(address: str) -> requests.Session:
+    session = requests.Session()
+    session.mount("https://", FromAddress(address))
+    return session
+
+
+def flood(cluster: Cluster, address: str, path: str, refusals: int = 20, most: int = 2000
+          ) -> tuple[list[int], float, requests.Response]:
+    """GETs from `address` as fast as one client sends them, until nginx has refused
+    `refusals`: every status in order, the seconds it took and the last refusal."""
+    client = client_at(address)
+    codes: list[int] = []
+    refused: requests.Response | None = None
+    started = time.monotonic()
+    while codes.count(429) < refusals and len(codes) < most:
+        response = client.get(cluster.nginx.https_url + path, timeout=TIMEOUT,
+                              verify=str(cluster.nginx.certificate))
+        codes.append(response.status_code)
+        if response.status_code == 429:
+            refused = response
+    assert refused is not None, codes[-5:]
+    return codes, time.monotonic() - started, refused
+
+
+@pytest.mark.parametrize("path, burst, rate", [
+    ("/", 40, 10),                   # the chat page's location (people)
+    ("/webhooks/rest/", 100, 20),    # a channel webhook (platforms)
+], ids=["people", "platforms"])
+def test_a_flood_from_one_address_is_refused_while_another_is_served(
+        cluster: Cluster, path: str, burst: int, rate: int) -> None:
+    flooder, neighbour = ("127.0.0.2", "127.0.0.3") if path == "/" else ("127.0.0.4",
+                                                                          "127.0.0.5")
+    before = len(cluster.nginx.access_log.read_text().splitlines())
+    codes, seconds, refused = flood(cluster, flooder, path)
+    assert set(codes) == {200, 429}, set(codes)
+    # The burst is served at once, then the rate: never more, whatever the pace.
+    assert codes[:burst + 1] == [200] * (burst + 1)
+    assert codes.count(200) <= burst + 1 + math.ceil(rate * seconds), (codes.count(200), seconds)
+    assert refused.headers["Retry-After"] == "1"
+    assert "Too many requests" in refused.text and "请稍候" in refused.text
+    # The refused never reached a Rasa; the next address, and 127.0.0.1, are served.
+    logged = cluster.nginx.access_log.read_text().splitlines()[before:]
+    assert all(line.endswith(" -") for line in logged if " 429 " in line)
+    assert sum(" 429 " in line for line in logged) == codes.count(429)
+    for other in (neighbour, "127.0.0.1"):
+        assert client_at(other).get(cluster.nginx.https_url + path, timeout=TIMEOUT,
+                                    verify=str(cluster.nginx.certificate)).status_code == 200
+
+
+async def _sockets_from(cluster: Cluster, address: str, count: int) -> tuple[list[Any], int]:
+    """Opens `count` web chat websockets from `address`: the open ones and the status of
+    the first refused (0 if none was)."""
+    url = f"wss://127.0.0.1:{cluster.nginx.https_port}/socket.io/?EIO=4&transport=websocket"
+    opened: list[Any] = []
+    for _ in range(count):
+        try:
+            socket = await connect(url, ssl=cluster.ssl_context(), open_timeout=TIMEOUT,
+                                   local_addr=(address, 0))
+        except InvalidStatusCode as error:
+            return opened, error.status_code
+        assert str(await asyncio.wait_for(socket.recv(), TIMEOUT)).startswith("0{")
+        opened.append(socket)
+    return opened, 0
+
+
+async def _one_address_holds_ten_sockets(cluster: Cluster) -> None:
+    held, refused = await _sockets_from(cluster, "127.0.0.6", 11)
+    try:
+        assert (len(held), refused) == (10, 429)
+        others, none_refused = await _sockets_from(cluster, "127.0.0.7", 1)
+        assert (len(others), none_refused) == (1, 0)
+        await others[0].close()
+        # A socket closed is a place free again for that address.
+        await held.pop().close()
+        for _ in range(int(TIMEOUT / 0.1)):
+            again, refused = await _sockets_from(cluster, "127.0.0.6", 1)
+            if again:
+                held.extend(again)
+                break
+            await asyncio.sleep(0.1)
+        assert len(held) == 10
+    finally:
+        for socket in held:
+            await socket.close()
+
+
+def test_one_address_holds_ten_web_chat_sockets_at_most(cluster: Cluster) -> None:
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, _one_address_holds_ten_sockets(cluster)).result()

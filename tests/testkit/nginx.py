@@ -1,5 +1,10 @@
 """Debian's nginx running the shipped deploy/nginx.conf, made local: loopback ports, our
-upstreams, a throwaway certificate and every path under one directory, so no root is needed."""
+upstreams, a throwaway certificate and every path under one directory, so no root is needed.
+
+The shipped limits per client address stay as they are, except for the addresses named
+`unlimited` (by default 127.0.0.1, where the scale-out tests and the benchmark's guardians all
+come from: one address standing for many people). A test of the limits sends from other
+loopback addresses (127.0.0.2, 127.0.0.3...), which the shipped limits count in full."""
 
 from __future__ import annotations
 
@@ -63,9 +68,11 @@ class Nginx:
     """The shipped config with X-Upstream on every TLS response and an access log that
     names the Rasa each request went to."""
 
-    def __init__(self, directory: Path, rasa_ports: Sequence[int], actions_ports: Sequence[int]):
+    def __init__(self, directory: Path, rasa_ports: Sequence[int], actions_ports: Sequence[int],
+                 unlimited: Sequence[str] = ("127.0.0.1",)):
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self.unlimited = tuple(unlimited)
         self.http_port, self.https_port, self.internal_port, self.actions_port = (
             free_port(), free_port(), free_port(), free_port())
         self.rasa_addresses = [f"127.0.0.1:{port}" for port in rasa_ports]
@@ -102,7 +109,21 @@ class Nginx:
         text = _replace(text, "/etc/nginx/tls/fullchain.pem", str(self.certificate))
         text = _replace(text, "/etc/nginx/tls/privkey.pem", str(key))
         strict = 'add_header Strict-Transport-Security "max-age=31536000" always;'
-        return _replace(text, strict, f"{strict}\n        add_header X-Upstream $upstream_addr always;")
+        text = _replace(text, strict, f"{strict}\n        add_header X-Upstream $upstream_addr always;")
+        return self._exempt(text) if self.unlimited else text
+
+    def _exempt(self, text: str) -> str:
+        """Requests from `unlimited` get an empty key, which nginx does not count."""
+        text, zones = re.subn(r"(limit_(?:req|conn)_zone) \$binary_remote_addr ",
+                              r"\1 $limit_key ", text)
+        if not zones:
+            raise ValueError("deploy/nginx.conf no longer keys its limits by "
+                             "$binary_remote_addr: update tests/testkit/nginx.py")
+        addresses = "".join(f"        {address} 1;\n" for address in self.unlimited)
+        keys = (f"    geo $unlimited {{\n        default 0;\n{addresses}    }}\n"
+                "    map $unlimited $limit_key {\n        1 \"\";\n"
+                "        default $binary_remote_addr;\n    }\n")
+        return _replace(text, "    limit_req_status 429;", keys + "    limit_req_status 429;")
 
     @property
     def https_url(self) -> str:
@@ -140,9 +161,11 @@ class Nginx:
         self.process.stop()
 
     def upstreams_of(self, path_prefix: str) -> list[str]:
-        """The Rasa addresses that served each logged request under `path_prefix`, in order."""
+        """The Rasa addresses that served each logged request under `path_prefix`, in order
+        (a request nginx answered itself, such as a 429, names none and is left out)."""
         if not self.access_log.exists():
             return []
         lines = self.access_log.read_text().splitlines()
-        return [line.split(" ", 3)[3] for line in lines
-                if re.match(rf"\S+ {re.escape(path_prefix)}", line)]
+        return [upstream for line in lines
+                if re.match(rf"\S+ {re.escape(path_prefix)}", line)
+                and (upstream := line.split(" ", 3)[3]) != "-"]
