@@ -29,6 +29,8 @@ GENERATED_SECRETS = (
     "CARD_SERVICE_TOKEN",
     "CARD_SERVICE_STAFF_TOKEN",
     "REDIS_PASSWORD",
+    "REDIS_RASA_PASSWORD",
+    "REDIS_CARD_SERVICE_PASSWORD",
     "DATA_ENCRYPTION_KEY",
 )
 
@@ -41,6 +43,10 @@ class WeChatSettings:
     app_id: str = ""
     app_secret: str = ""
     api_base: str = "https://api.weixin.qq.com"
+    # Safe mode (AES): the platform's EncodingAESKey, and the one before it while a change
+    # of key reaches WeChat's servers.
+    encoding_aes_key: str = ""
+    encoding_aes_key_previous: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,21 @@ Channel = TypeVar("Channel", WeChatSettings, TelegramSettings, TwilioSettings,
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How fast one client may talk (bot/channels/limits.py): messages a minute and how
+    many at once, per conversation and per client address; 0 turns a tally off."""
+
+    # A person waits for the answer: a third message while two are pending is a script.
+    in_flight: int = 3
+    # A whole report is about 15 messages; a person types one every few seconds at best.
+    per_conversation: int = 60
+    burst: int = 30
+    # A school or an office behind one address: many guardians at once.
+    per_address: int = 600
+    address_burst: int = 200
+
+
+@dataclass(frozen=True)
 class Settings:
     bind_host: str
     rasa_port: int
@@ -97,6 +118,11 @@ class Settings:
     # The embedded Redis's memory ceiling; it never evicts (reports, conversations and the
     # outbox must not vanish): past the ceiling writes fail loudly instead.
     redis_maxmemory: str = "512mb"
+    # Each component's own Redis user (bot/redis.py ACL_USERS), used once its password is
+    # set: the embedded Redis then turns its default user off (REDIS_PASSWORD becomes the
+    # admin user's) and `make run` hands each process a URL naming its user.
+    redis_rasa_password: str = ""
+    redis_card_service_password: str = ""
     # Earlier DATA_ENCRYPTION_KEYs: they still open what they sealed until a rotation.
     data_encryption_keys_retired: tuple[str, ...] = ()
     rasa_url_override: str = ""
@@ -104,6 +130,9 @@ class Settings:
     card_service_url_override: str = ""
     clock_offset_days: int = 0
     outbox_max_delay_seconds: float = 60.0
+    # Days a report's personal data is kept once its status is final (docs/privacy.md);
+    # 0 erases it as soon as the report is final.
+    report_retention_days: int = 30
 
     def vault(self) -> Vault:
         """The keys for personal data at rest (conversations and reports)."""
@@ -123,6 +152,8 @@ class Settings:
     # Pages that may open a web chat socket; none named: only the page's own origin (the one
     # Rasa serves, or the public one nginx forwards).
     webchat_allowed_origins: tuple[str, ...] = ()
+    # How fast one client may talk (bot/channels/limits.py); RATE_* variables.
+    limits: Limits = field(default_factory=Limits)
     # How long `make run` waits for every health check.
     start_timeout: float = 300.0
     env_file: Path = ROOT / ".env"
@@ -140,7 +171,7 @@ class Settings:
             redis_url = external_url
         else:
             password = env.get("REDIS_PASSWORD", "")
-            auth = f":{quote(password, safe='')}@" if password else ""
+            auth = f"{_redis_admin(env)}:{quote(password, safe='')}@" if password else ""
             redis_url = f"redis://{auth}127.0.0.1:{embedded_port}/0"
         return cls(
             bind_host=env.get("BIND_HOST", "127.0.0.1"),
@@ -158,6 +189,8 @@ class Settings:
             data_encryption_key=env.get("DATA_ENCRYPTION_KEY", ""),
             rasa_jwt_secret=env.get("RASA_JWT_SECRET", ""),
             redis_maxmemory=env.get("REDIS_MAXMEMORY", "512mb").strip() or "512mb",
+            redis_rasa_password=env.get("REDIS_RASA_PASSWORD", ""),
+            redis_card_service_password=env.get("REDIS_CARD_SERVICE_PASSWORD", ""),
             data_encryption_keys_retired=tuple(
                 key.strip() for key in env.get("DATA_ENCRYPTION_KEYS_RETIRED", "").split(",")
                 if key.strip()),
@@ -165,6 +198,7 @@ class Settings:
             card_service_url_override=env.get("CARD_SERVICE_URL", "").strip().rstrip("/"),
             clock_offset_days=_number(env, "CARD_SERVICE_CLOCK_OFFSET_DAYS", 0, int),
             outbox_max_delay_seconds=_number(env, "CARD_SERVICE_OUTBOX_MAX_DELAY", 60.0, float),
+            report_retention_days=_days(env, "REPORT_RETENTION_DAYS", 30),
             wechat=_section(WeChatSettings, env, "WECHAT_"),
             telegram=_section(TelegramSettings, env, "TELEGRAM_"),
             twilio=_section(TwilioSettings, env, "TWILIO_"),
@@ -175,6 +209,13 @@ class Settings:
             webchat_allowed_origins=tuple(
                 origin.strip().rstrip("/") for origin in
                 env.get("WEBCHAT_ALLOWED_ORIGINS", "").split(",") if origin.strip()),
+            limits=Limits(
+                in_flight=_number(env, "RATE_TURNS_IN_FLIGHT", Limits.in_flight, int),
+                per_conversation=_number(env, "RATE_PER_CONVERSATION", Limits.per_conversation,
+                                         int),
+                burst=_number(env, "RATE_BURST", Limits.burst, int),
+                per_address=_number(env, "RATE_PER_ADDRESS", Limits.per_address, int),
+                address_burst=_number(env, "RATE_ADDRESS_BURST", Limits.address_burst, int)),
             start_timeout=_number(env, "START_TIMEOUT", 300.0, float),
             env_file=env_file(env),
             rasa_patches_off=tuple(name.strip() for name in
@@ -189,6 +230,31 @@ class Settings:
     @property
     def redis_password(self) -> str:
         return unquote(urlsplit(self.redis_url).password or "")
+
+    def redis_user_passwords(self) -> dict[str, str]:
+        """The component users with a password set, by user name (bot/redis.py)."""
+        from bot import redis as bot_redis
+
+        return {name: password for name, password in (
+            (bot_redis.RASA_USER, self.redis_rasa_password),
+            (bot_redis.CARD_SERVICE_USER, self.redis_card_service_password)) if password}
+
+    def redis_url_for(self, user: str) -> str:
+        """The URL a component connects with: REDIS_URL's server as its own user once its
+        password is set, else REDIS_URL itself (one credential for all, as before).
+
+        >>> s = Settings.from_env({"REDIS_PASSWORD": "a", "REDIS_RASA_PASSWORD": "r/1"})
+        >>> s.redis_url, s.redis_url_for("rasa"), s.redis_url_for("card-service")
+        ('redis://admin:a@127.0.0.1:6390/0', 'redis://rasa:r%2F1@127.0.0.1:6390/0', 'redis://admin:a@127.0.0.1:6390/0')
+        """
+        password = self.redis_user_passwords().get(user)
+        if not password:
+            return self.redis_url
+        parts = urlsplit(self.redis_url)
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        where = f"{host}:{parts.port}" if parts.port else str(host)
+        auth = f"{quote(user, safe='')}:{quote(password, safe='')}@"
+        return parts._replace(netloc=auth + where).geturl()
 
     @property
     def rasa_url(self) -> str:
@@ -211,8 +277,8 @@ class Settings:
         return f"{self.rasa_url}/webhooks/webchat/chat/"
 
     def child_env(self) -> dict[str, str]:
-        """Variables every process of the stack gets; endpoints.yml reads the REDIS_* ones."""
-        parts = urlsplit(self.redis_url)
+        """Variables every process of the stack gets; endpoints.yml reads the REDIS_* ones
+        (the launcher gives each process its own, `redis_env`)."""
         return {
             "BIND_HOST": self.bind_host,
             "SANIC_HOST": self.bind_host,
@@ -221,11 +287,7 @@ class Settings:
             "ACTIONS_URL": f"{self.actions_url}/webhook",
             "CARD_SERVICE_PORT": str(self.card_service_port),
             "CARD_SERVICE_URL": self.card_service_url,
-            "REDIS_URL": self.redis_url,
-            "REDIS_HOST": parts.hostname or "127.0.0.1",
-            "REDIS_PORT": str(parts.port or 6379),
-            "REDIS_DB": (parts.path.lstrip("/") or "0"),
-            "REDIS_PASSWORD": self.redis_password,
+            **redis_env(self.redis_url),
             "REDIS_EMBEDDED_PORT": str(self.redis_embedded_port),
             "RASA_TOKEN": self.rasa_token,
             "RASA_JWT_SECRET": self.rasa_jwt_secret,
@@ -303,6 +365,32 @@ def _section(kind: type[Channel], env: Mapping[str, str], prefix: str) -> Channe
     return kind(**{name: value for name, value in values.items() if value})
 
 
+def redis_env(url: str) -> dict[str, str]:
+    """The REDIS_* variables of a process connecting with `url` (endpoints.yml reads them).
+
+    >>> redis_env("redis://rasa:p%40ss@redis.internal:6380/2")["REDIS_USERNAME"]
+    'rasa'
+    """
+    parts = urlsplit(url)
+    return {
+        "REDIS_URL": url,
+        "REDIS_HOST": parts.hostname or "127.0.0.1",
+        "REDIS_PORT": str(parts.port or 6379),
+        "REDIS_DB": (parts.path.lstrip("/") or "0"),
+        "REDIS_USERNAME": unquote(parts.username or ""),
+        "REDIS_PASSWORD": unquote(parts.password or ""),
+    }
+
+
+def _redis_admin(env: Mapping[str, str]) -> str:
+    """The user the embedded Redis's URL names: the admin once component users exist (the
+    default user is then off), else none (the default user and REDIS_PASSWORD)."""
+    from bot.redis import ADMIN_USER
+
+    return ADMIN_USER if env.get("REDIS_RASA_PASSWORD") or \
+        env.get("REDIS_CARD_SERVICE_PASSWORD") else ""
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -310,6 +398,22 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ValueError(f"{name} must be a port number from 1 to 65535, got {raw!r}")
     return int(raw)
+
+
+def _days(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of days, 0 or more.
+
+    >>> _days({"DAYS": " 7 "}, "DAYS", 30), _days({}, "DAYS", 30)
+    (7, 30)
+    >>> _days({"DAYS": "-1"}, "DAYS", 30)
+    Traceback (most recent call last):
+    ...
+    ValueError: DAYS must be 0 or more days, got -1
+    """
+    days = _number(env, name, default, int)
+    if days < 0:
+        raise ValueError(f"{name} must be 0 or more days, got {days}")
+    return days
 
 
 def _number(env: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:

@@ -18,7 +18,14 @@ conversation (`trigger_intent`: the card service's "card ready"). Every channel 
 4. Waits at most `HTTP_TIMEOUT_SECONDS` for an app's API: no outside call without a
    timeout.
 5. Answers `GET /webhooks/<name>/` with `{"status": "ok", "configured": ...}`.
-6. Replies through a `ChannelOutput`. In a user's turn a reply the app refuses is
+6. Names its conversations `<channel>:<the app's id for the user>` (`conversation_id`):
+   a WeChat openid or a Messenger id would otherwise fit the web chat's session ids, and a
+   client of one channel could drive another's conversation. REST's senders may not
+   contain ":", so it can name none of them. Its replies go to the app's own id again.
+7. Hands a message to Rasa only within the limits of `bot.channels.limits` (a turn or two
+   in flight per conversation, so many a minute); past them the user is told to slow
+   down and the message is not run. `guarded(on_new_message)` does both.
+8. Replies through a `ChannelOutput`. In a user's turn a reply the app refuses is
    logged, not raised (Rasa would not save the turn). The output handed to
    `trigger_intent` raises `NotDelivered` instead, so that the card service sends the
    message again later; where trying again cannot help (the user blocked the bot or is
@@ -50,6 +57,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot import settings as bot_settings
+from bot.channels.limits import TurnLimiter, slow_down_text
 from bot.channels.text import custom_text
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,54 @@ MAX_BODY_BYTES = 64 * 1024
 HTTP_TIMEOUT_SECONDS = 10.0
 
 C = TypeVar("C", bound="ChannelConfig")
+OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
+_limiters: dict[str, TurnLimiter] = {}
+
+
+def conversation_id(channel: str, user: str) -> str:
+    """The conversation of `user` (the app's id for them) on `channel`.
+
+    >>> conversation_id("wechat", "oA1b2C3d4E5f6G7h8I9j0K1l2M3n")
+    'wechat:oA1b2C3d4E5f6G7h8I9j0K1l2M3n'
+    """
+    return f"{channel}:{user}"
+
+
+def user_id(channel: str, conversation: str) -> str:
+    """The app's id for the user of a conversation on `channel`. A conversation named before
+    conversations had their channel's prefix (a notice filed then) is its user's id as it is.
+
+    >>> user_id("telegram", "telegram:42"), user_id("telegram", "42")
+    ('42', '42')
+    """
+    prefix = channel + ":"
+    return conversation[len(prefix):] if conversation.startswith(prefix) else conversation
+
+
+def limiter() -> TurnLimiter:
+    """This process's limiter (one Redis connection pool for every channel)."""
+    current = bot_settings.settings()
+    if current.redis_url not in _limiters:
+        _limiters[current.redis_url] = TurnLimiter(current.redis_url, current.limits)
+    return _limiters[current.redis_url]
+
+
+class Addressed(OutputChannel):
+    """An app's output for a conversation of ours: Rasa addresses replies to the
+    conversation, the app wants its own id for the user."""
+
+    def __init__(self, channel: str, output: OutputChannel) -> None:
+        self.channel = channel
+        self.output = output
+
+    def name(self) -> str:
+        return self.output.name()
+
+    async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        await self.output.send_response(user_id(self.channel, recipient_id), message)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.output, name)
 
 
 @dataclass(frozen=True)
@@ -127,25 +183,54 @@ class ChannelInput(InputChannel):
             return 413, "too large"
         return None
 
-    async def hand_over(self, on_new_message: Callable[[UserMessage], Awaitable[Any]],
+    def guarded(self, on_new_message: OnNewMessage, address: str | None = None
+                ) -> OnNewMessage:
+        """`on_new_message` for a message whose sender is the app's id for the user: the
+        message goes to the user's conversation on this channel, within the limits (else
+        the user is told to slow down and Rasa never sees it). `address`: the client's,
+        where the channel has one."""
+        channel = self.name()
+
+        async def handle(message: UserMessage) -> None:
+            user = message.sender_id
+            conversation = conversation_id(channel, user)
+            wait = await limiter().admit(conversation, address)
+            if wait:
+                log.info("%s: a message refused, the client is too fast (%.1f s)", channel,
+                         wait)
+                language = (message.metadata or {}).get("language")
+                await message.output_channel.send_text_message(
+                    user, slow_down_text(message.text, wait, language))
+                return
+            message.sender_id = conversation
+            message.output_channel = Addressed(channel, message.output_channel)
+            try:
+                await on_new_message(message)
+            finally:
+                await limiter().done(conversation)
+
+        return handle
+
+    async def hand_over(self, on_new_message: OnNewMessage,
                         text: str, output: OutputChannel, sender: str, shown_as: str,
                         language: str | None = None) -> None:
-        """Lets Rasa answer a user's message, with the channel (and the language the app
-        reports) in its metadata. A failure is logged, not raised: the app would only send
-        the same message again and again, and the fault is ours."""
+        """Lets Rasa answer a user's message (`guarded`), with the channel (and the language
+        the app reports) in its metadata. A failure is logged, not raised: the app would
+        only send the same message again and again, and the fault is ours."""
         metadata: dict[str, Any] = {"channel": self.name()}
         if language:
             metadata["language"] = language
         try:
-            await on_new_message(UserMessage(text, output, sender, input_channel=self.name(),
-                                             metadata=metadata))
+            await self.guarded(on_new_message)(UserMessage(
+                text, output, sender, input_channel=self.name(), metadata=metadata))
         except Exception:
             log.exception("%s: message from %s failed", self.name(), shown_as)
 
     def get_output_channel(self) -> OutputChannel | None:
         """For trigger_intent: none until configured (Rasa then gathers the messages into
         trigger_intent's answer instead)."""
-        return self.proactive_output() if self.config.configured else None
+        output = self.proactive_output() if self.config.configured else None
+        return Addressed(self.name(), output) if output is not None else None
 
     def proactive_output(self) -> OutputChannel | None:
         """The output for messages that no user's message started; raises when one is

@@ -153,7 +153,7 @@ class CheckedFacebookInput(ChannelInput, FacebookInput):
             log.warning("facebook: unreadable body (%s)", type(error).__name__)
             return 400, "bad request"
         try:
-            await _GraphMessenger(self.config, on_new_message).handle(
+            await _GraphMessenger(self.config, self.guarded(on_new_message)).handle(
                 {"entry": [{"messaging": e.get("messaging", [])} for e in entries]}, metadata)
         except (KeyError, TypeError, AttributeError, IndexError) as error:
             log.warning("facebook: message not understood (%s)", type(error).__name__)

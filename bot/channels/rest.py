@@ -6,7 +6,10 @@ answers only requests carrying `Authorization: Bearer $REST_TOKEN`, and is not s
 all when no token is set. The name stays "rest": the URL is `/webhooks/rest/webhook`.
 
 A body that is not a message is a 400 naming what is wrong, and a message Rasa failed to
-handle is a 503 (send it again), never a 500 or a partial answer.
+handle is a 503 (send it again), never a 500 or a partial answer. A sender may not contain
+":": the other channels' conversations are named `<channel>:<user>`, and no REST client
+may speak in one of them. A client past the limits of `bot.channels.limits` gets 429
+with Retry-After and the "slow down" text; its message is not run.
 
 Of the contract in `bot.channels.base` it needs no configuration (off is 404: the URL is
 then no webhook at all), and keeps Rasa's health route and Rasa's way with proactive
@@ -28,13 +31,18 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.channels.base import ChannelConfig, ChannelInput
+from bot.channels.base import ChannelConfig, ChannelInput, limiter
+from bot.channels.limits import slow_down_text
 
 log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 # Set when Rasa could not handle the message of the request being answered.
 _turn_failed: ContextVar[bool] = ContextVar("rest_turn_failed", default=False)
+# The client address of the request being answered, and the seconds it must wait when the
+# limits refused its message.
+_address: ContextVar[str | None] = ContextVar("rest_address", default=None)
+_wait: ContextVar[float] = ContextVar("rest_wait", default=0.0)
 # Longer than any id a channel issues (web chat sessions have at most 128 characters).
 MAX_SENDER_CHARACTERS = 128
 
@@ -54,6 +62,8 @@ def body_problem(body: Any) -> str | None:
     '"sender" must be a string of 1 to 128 characters'
     >>> body_problem({"sender": "me", "message": {"text": "hi"}})
     '"message" must be a string'
+    >>> body_problem({"sender": "wechat:oA1b2C3d4E5f6G7h8", "message": "hi"})
+    '"sender" may not contain ":" (that names a conversation of another channel)'
     """
     if not isinstance(body, dict):
         return "the body must be a JSON object"
@@ -61,6 +71,8 @@ def body_problem(body: Any) -> str | None:
     if not (isinstance(sender, str) and sender.strip() and len(sender) <= MAX_SENDER_CHARACTERS
             and _encodable(sender)):
         return f'"sender" must be a string of 1 to {MAX_SENDER_CHARACTERS} characters'
+    if ":" in sender:
+        return '"sender" may not contain ":" (that names a conversation of another channel)'
     if not isinstance(body.get("message"), str):
         return '"message" must be a string'
     if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
@@ -136,17 +148,27 @@ class TokenRestInput(ChannelInput, RestInput):
             # Registered but empty: /webhooks/rest/webhook answers 404.
             return Blueprint("rest_webhook_off", __name__)
         async def handle(message: UserMessage) -> None:
+            conversation = message.sender_id
+            wait = await limiter().admit(conversation, _address.get())
+            if wait:
+                _wait.set(wait)
+                return
             try:
                 await on_new_message(message)
             except Exception:
                 _turn_failed.set(True)
                 raise
+            finally:
+                await limiter().done(conversation)
 
         blueprint = super().blueprint(handle)
 
         @blueprint.on_request
         async def require_token(request: Request) -> HTTPResponse | None:
             _turn_failed.set(False)  # requests on one connection share a task
+            _wait.set(0.0)
+            # Sanic's remote_addr: the forwarded address when told to trust a proxy.
+            _address.set(request.remote_addr or request.ip)
             if not self.authorized(request):
                 return response.json(
                     {"error": {"code": "unauthorized", "message": "Bearer token required"}},
@@ -162,6 +184,12 @@ class TokenRestInput(ChannelInput, RestInput):
 
         @blueprint.on_response
         async def failed_turn_is_503(request: Request, _: HTTPResponse) -> HTTPResponse | None:
+            if wait := _wait.get():
+                body = request.json if isinstance(request.json, dict) else {}
+                return response.json(
+                    {"error": {"code": "slow_down",
+                               "message": slow_down_text(body.get("message"), wait)}},
+                    status=429, headers={"Retry-After": str(max(1, round(wait + 0.49)))})
             if not _turn_failed.get():
                 return None
             # Rasa's channel would answer with what the bot said before the failure (Redis

@@ -84,7 +84,7 @@ def test_reload_keeps_the_history_and_the_conversation(phone: ChatPage) -> None:
     assert phone.session_id() == session
     # Still the same conversation on the server, and the socket still gets replies.
     assert phone.say("thank you")
-    tracker = phone.stack.tracker(session)
+    tracker = phone.stack.tracker(f"webchat:{session}")
     assert [e["text"] for e in tracker["events"] if e["event"] == "user"][-2:] == [
         "are you a bot?", "thank you"]
 
@@ -120,7 +120,7 @@ def test_a_chinese_browser_is_greeted_in_chinese(chinese_phone: ChatPage) -> Non
     chinese_phone.screenshot("greeting")
     # The browser's language rides on every message as metadata.
     chinese_phone.say("12333")
-    user_events = [e for e in chinese_phone.stack.tracker(chinese_phone.session_id())["events"]
+    user_events = [e for e in chinese_phone.stack.tracker(f"webchat:{chinese_phone.session_id()}")["events"]
                    if e["event"] == "user"]
     assert user_events[-1]["metadata"]["language"] == "zh"
 
@@ -134,7 +134,7 @@ def test_markup_from_the_user_or_the_bot_is_shown_as_text(phone_without_csp: Cha
     bot_markup = "Bot <img src=y onerror=alert(2)> <script>alert(3)</script> [link](javascript:alert(4))"
     before = len(page.replies())
     pushed = requests.post(
-        f"{page.stack.rasa_url}/conversations/{page.session_id()}/tracker/events",
+        f"{page.stack.rasa_url}/conversations/webchat:{page.session_id()}/tracker/events",
         params={"token": page.stack.settings.rasa_token, "output_channel": "latest",
                 "execute_side_effects": "true"},
         json={"event": "bot", "text": bot_markup}, timeout=30)
@@ -188,7 +188,7 @@ def test_an_external_event_sent_to_rasa_reaches_the_open_page(phone: ChatPage) -
     phone.open()
     before = len(phone.replies())
     triggered = requests.post(
-        f"{phone.stack.rasa_url}/conversations/{phone.session_id()}/trigger_intent",
+        f"{phone.stack.rasa_url}/conversations/webchat:{phone.session_id()}/trigger_intent",
         params={"token": phone.stack.settings.rasa_token, "output_channel": "latest"},
         json={"name": "EXTERNAL_card_ready", "entities": {"reference_number": "SC-7K3F-9Q2M"}},
         timeout=30)

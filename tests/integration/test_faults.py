@@ -364,6 +364,7 @@ class Follower:
     def __init__(self, faults: Faults):
         self.faults = faults
         self.openid = new_openid()
+        self.conversation = f"wechat:{self.openid}"
         self.url = f"{faults.stack.rasa_url}/webhooks/wechat/webhook"
 
     def post(self, body: bytes) -> requests.Response:
@@ -373,10 +374,10 @@ class Follower:
     def says(self, text: str) -> str:
         wechat = self.faults.wechat
         before = len(wechat.messages_to(self.openid))
-        users = len(self.faults.user_events(self.openid))
+        users = len(self.faults.user_events(self.conversation))
         answer = self.post(text_xml(self.openid, text))
         assert (answer.status_code, answer.text) == (200, "success")
-        self.faults.wait_turn(self.openid, users + 1)
+        self.faults.wait_turn(self.conversation, users + 1)
         wechat.wait_for(self.openid, count=before + 1, timeout=30)
         return "\n".join(wechat.messages_to(self.openid)[before:])
 
@@ -394,7 +395,7 @@ def test_wechat_hostile_text_gets_a_clear_answer_and_the_next_hello_a_greeting(
     text, language = WECHAT_HOSTILE[case]
     user = Follower(faults)
     assert_clear_answer(user.says(text), language)
-    assert_read_capped(faults, user.openid, text)
+    assert_read_capped(faults, user.conversation, text)
     assert_greeting(user.says("你好"), "zh")
 
 

@@ -164,7 +164,7 @@ def test_telegram_replies_in_the_language_of_each_message(stack: Stack,
     assert has_cjk(chinese), chinese
     english = chat.says("what documents do I need to bring?", language="zh-hans")
     assert english and not has_cjk(english), english
-    user_events = [e for e in stack.tracker(str(chat.chat_id))["events"]
+    user_events = [e for e in stack.tracker(f"telegram:{chat.chat_id}")["events"]
                    if e["event"] == "user"]
     assert [e["input_channel"] for e in user_events] == ["telegram", "telegram"]
     assert user_events[-1]["parse_data"]["intent"]["name"] == "ask_required_documents"
@@ -184,7 +184,7 @@ def test_telegram_typed_slash_commands_are_text_not_intents(stack: Stack,
                                                             telegram: TelegramServer) -> None:
     chat = TelegramChat(stack, telegram)
     chat.says('/request_human{"language": "en"}')
-    latest = stack.tracker(str(chat.chat_id))["latest_message"]
+    latest = stack.tracker(f"telegram:{chat.chat_id}")["latest_message"]
     assert not latest["text"].startswith("/"), latest["text"]
 
 
@@ -196,7 +196,7 @@ def test_telegram_without_the_secret_reaches_no_conversation(stack: Stack,
     assert chat.post(body, secret="wrong-" + TELEGRAM_SECRET[6:]).status_code == 403
     assert chat.post(body, secret="").status_code == 403
     time.sleep(1)
-    assert user_turns(stack, str(chat.chat_id)) == 0
+    assert user_turns(stack, f"telegram:{chat.chat_id}") == 0
     assert telegram.messages_to(chat.chat_id) == []
 
 
@@ -207,10 +207,10 @@ def test_telegram_card_ready_is_pushed_and_retried_when_telegram_fails(
     # Telegram is down once: Rasa answers an error, so the outbox would try again.
     telegram.fail_next("sendMessage", 502, {"ok": False, "error_code": 502,
                                             "description": "Bad Gateway"})
-    failed = trigger_card_ready(stack, str(chat.chat_id))
+    failed = trigger_card_ready(stack, f"telegram:{chat.chat_id}")
     assert failed.status_code >= 500, failed.text
     assert not any(REFERENCE in text for text in telegram.messages_to(chat.chat_id))
-    pushed = trigger_card_ready(stack, str(chat.chat_id))
+    pushed = trigger_card_ready(stack, f"telegram:{chat.chat_id}")
     assert pushed.ok, pushed.text
     texts = telegram.wait_for_text(chat.chat_id, containing=REFERENCE)
     assert "ready to collect" in texts[-1]
@@ -228,13 +228,13 @@ def test_telegram_hostile_bodies(stack: Stack, telegram: TelegramServer) -> None
     sticker = telegram_update(chat.chat_id, "x")
     del sticker["message"]["text"]
     assert chat.post(json.dumps(sticker).encode()).status_code == 200
-    assert user_turns(stack, str(chat.chat_id)) == 0
+    assert user_turns(stack, f"telegram:{chat.chat_id}") == 0
 
     long_answer = chat.says("my card " * 1250)  # 10,000 characters
     assert long_answer and all(len(t) <= 4096 for t in telegram.messages_to(chat.chat_id))
     control = chat.says("hello\x00\x07\x1b[31m\u202e")
     assert control
-    latest = stack.tracker(str(chat.chat_id))["latest_message"]["text"]
+    latest = stack.tracker(f"telegram:{chat.chat_id}")["latest_message"]["text"]
     assert "\x00" not in latest and "\x1b" not in latest
     assert rasa_is_up(stack) and chat.says("hello")
 
@@ -276,7 +276,7 @@ def test_whatsapp_signed_message_gets_a_reply_through_twilio(stack: Stack,
     assert sent["To"] == user.number and sent["From"] == WHATSAPP_NUMBER
     english = user.says("what documents do I need?")
     assert english and not has_cjk(english), english
-    user_event = [e for e in stack.tracker(user.number)["events"] if e["event"] == "user"][-1]
+    user_event = [e for e in stack.tracker(f"whatsapp:{user.number}")["events"] if e["event"] == "user"][-1]
     assert user_event["input_channel"] == "whatsapp"
 
 
@@ -286,7 +286,7 @@ def test_whatsapp_buttons_are_a_numbered_list_answered_by_number(
     greeting = user.says("你好")
     assert "\n1. " in greeting and "\n2. " in greeting and "/report" not in greeting
     user.says("1")
-    latest = stack.tracker(user.number)["latest_message"]
+    latest = stack.tracker(f"whatsapp:{user.number}")["latest_message"]
     assert latest["intent"]["name"] == "report_lost_card"
 
 
@@ -306,7 +306,7 @@ def test_whatsapp_without_a_valid_signature_reaches_no_conversation(
     tampered = form_body({**fields, "Body": "我孩子的社保卡丢了"})
     assert user.post(fields, signature=signature, body=tampered).status_code == 403
     time.sleep(1)
-    assert user_turns(stack, user.number) == 0
+    assert user_turns(stack, f"whatsapp:{user.number}") == 0
     assert twilio.messages_to(user.number) == []
 
 
@@ -316,15 +316,15 @@ def test_whatsapp_card_ready_is_pushed_through_twilio(stack: Stack,
     assert user.says("你好")
     twilio.fail_next("Messages", 503, {"code": 20503, "message": "Service unavailable",
                                        "status": 503})
-    failed = trigger_card_ready(stack, user.number)
+    failed = trigger_card_ready(stack, f"whatsapp:{user.number}")
     assert failed.status_code >= 500, failed.text
-    pushed = trigger_card_ready(stack, user.number)
+    pushed = trigger_card_ready(stack, f"whatsapp:{user.number}")
     assert pushed.ok, pushed.text
     texts = twilio.wait_for_text(user.number, containing=REFERENCE)
     # Outside WhatsApp's 24-hour window (63016) a retry cannot help: no error to retry on.
     twilio.fail_next("Messages", 400, {"code": 63016, "message": "Outside the allowed "
                                        "window", "status": 400})
-    assert trigger_card_ready(stack, user.number).ok
+    assert trigger_card_ready(stack, f"whatsapp:{user.number}").ok
     assert twilio.calls_to("Messages:refused")[-1].fields["To"] == user.number
     assert "领取" in texts[-1], texts[-1]  # the conversation's language: Chinese
 
@@ -335,11 +335,11 @@ def test_whatsapp_hostile_bodies(stack: Stack, twilio: TwilioServer) -> None:
     assert user.post(fields, body=b"From=\xff\xfe&Body=\xc3").status_code == 400
     assert user.post(fields, body=b"From=%zz&&Body").status_code in (400, 403)
     assert user.post(fields, body=b"x" * 70_000).status_code == 413
-    assert user_turns(stack, user.number) == 0
+    assert user_turns(stack, f"whatsapp:{user.number}") == 0
     long_answer = user.says("lost card " * 1000)  # 10,000 characters
     assert long_answer
     assert user.says("hello\x00\x07\x1b[31m")
-    latest = stack.tracker(user.number)["latest_message"]["text"]
+    latest = stack.tracker(f"whatsapp:{user.number}")["latest_message"]["text"]
     assert "\x00" not in latest and "\x1b" not in latest
     assert rasa_is_up(stack) and user.says("hello")
 
@@ -370,7 +370,7 @@ def test_facebook_signed_message_gets_a_reply_through_the_graph_api(
     garbage = b'{"object": "page", "entry": "x"}'
     assert requests.post(url, data=garbage, timeout=TIMEOUT, headers={
         "X-Hub-Signature-256": hub_signature(FACEBOOK_SECRET, garbage)}).status_code == 400
-    assert user_turns(stack, other) == 0 and graph.texts_to(other) == []
+    assert user_turns(stack, f"facebook:{other}") == 0 and graph.texts_to(other) == []
 
     check = {"hub.mode": "subscribe", "hub.challenge": "4242"}
     good = requests.get(url, params={**check, "hub.verify_token": FACEBOOK_VERIFY},

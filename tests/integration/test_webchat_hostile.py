@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import socketio
 
 from tests.testkit.stack import Stack, running_stack
+from tests.testkit.webchat_page import Page
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 30.0
@@ -24,34 +23,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-class Page:
-    """A socket that asks for its session as the widget does, then sends what it likes."""
-
-    def __init__(self, stack: Stack):
-        self.url = stack.rasa_url
-        self.session = uuid.uuid4().hex
-        self.uttered: asyncio.Queue[dict] = asyncio.Queue()
-        self.client = socketio.AsyncClient(reconnection=False)
-        self.client.on("bot_uttered", self.uttered.put_nowait)
-
-    async def open(self) -> Page:
-        confirmed: asyncio.Queue[Any] = asyncio.Queue()
-        self.client.on("session_confirm", confirmed.put_nowait)
-        await self.client.connect(self.url, socketio_path="/socket.io", transports=["polling"])
-        await self.client.emit("session_request", {"session_id": self.session})
-        assert await asyncio.wait_for(confirmed.get(), TIMEOUT) == self.session
-        return self
-
-    async def send(self, message: str, **extra: Any) -> None:
-        await self.client.emit("user_uttered", {"message": message,
-                                                "session_id": self.session, **extra})
-
-    async def reply(self) -> dict:
-        return await asyncio.wait_for(self.uttered.get(), TIMEOUT)
-
-
 def user_texts(stack: Stack, session: str) -> list[str]:
-    events = stack.tracker(session)["events"]
+    events = stack.tracker(f"webchat:{session}")["events"]
     return [event["text"] for event in events if event["event"] == "user"]
 
 
@@ -60,7 +33,7 @@ def saved_user_events(stack: Stack, session: str, count: int) -> list[dict]:
     turn's save)."""
     deadline = time.monotonic() + TIMEOUT
     while True:
-        events = [e for e in stack.tracker(session)["events"] if e["event"] == "user"]
+        events = [e for e in stack.tracker(f"webchat:{session}")["events"] if e["event"] == "user"]
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.1)

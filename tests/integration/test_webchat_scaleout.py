@@ -120,7 +120,7 @@ def _drain(queue: asyncio.Queue[dict]) -> list[dict]:
 
 async def _push(url: str, session: str, token: str, reference: str) -> None:
     response = await asyncio.to_thread(
-        requests.post, f"{url}/conversations/{session}/trigger_intent",
+        requests.post, f"{url}/conversations/webchat:{session}/trigger_intent",
         params={"token": token, "output_channel": "latest"},
         json={"name": "EXTERNAL_card_ready", "entities": {"reference_number": reference}},
         timeout=TIMEOUT)
@@ -243,7 +243,7 @@ def test_a_turn_whose_rasa_is_killed_is_answered_once_by_the_next(
         texts, session = thread.submit(asyncio.run,
                                        _turn_of_killed_rasa(rasas, tmp_path)).result()
     assert texts == ["What is your child's full name?"], texts
-    tracker = requests.get(f"{rasas.first_url}/conversations/{session}/tracker",
+    tracker = requests.get(f"{rasas.first_url}/conversations/webchat:{session}/tracker",
                            params={"token": rasas.stack.settings.rasa_token},
                            timeout=TIMEOUT).json()
     said = [event.get("text") for event in tracker["events"] if event["event"] == "user"]

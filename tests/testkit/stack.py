@@ -30,6 +30,9 @@ class Stack:
             "CARD_SERVICE_STAFF_TOKEN": "test-staff-token",
             "DATA_ENCRYPTION_KEY": "test-data-encryption-key-0123456789",
             "DATA_DIR": str(log_dir / "var"),
+            # Every test client (and the bench's guardians) comes from 127.0.0.1: one address
+            # standing for many people. The per-conversation limits stay on.
+            "RATE_PER_ADDRESS": "0",
             **(extra_env or {}),
         }
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RASA_", "REDIS_"))}

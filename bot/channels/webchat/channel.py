@@ -26,15 +26,20 @@ from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIO
 from sanic import Blueprint, Sanic
 
 from bot import redis as bot_redis
-from bot.channels.base import ChannelConfig, ChannelInput
+from bot.channels.base import Addressed, ChannelConfig, ChannelInput, conversation_id, limiter
+from bot.channels.limits import busy_text, slow_down_text
 from bot.channels.webchat.page import chat_page
 from bot.channels.webchat.shared_turns import SharedTurns
+from bot.rasa.patches.message_limit import MAX_CHARACTERS
 
 log = logging.getLogger(__name__)
 
 # The session id is the conversation id and the only thing that lets a socket join a
 # conversation's room: it must be long enough not to be guessed. Anything else gets a new one.
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
+# With `jwt_key`, the token's subject names the conversation: the signature, not the
+# length, keeps others out of it.
+SUBJECT = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
 SUBSCRIBE_TIMEOUT = 5.0
 # A frame beyond this closes the socket instead of being buffered (python-socketio: 1 MB).
 # The longest message we still answer (10,000 characters, told it is too long) is 120 kB
@@ -162,9 +167,14 @@ class WebChatInput(ChannelInput, SocketIOInput):
         blueprint = SocketBlueprint(sio, self.socketio_path, "webchat_socketio", __name__)
 
         async def run_turn(turn: dict[str, Any]) -> None:
-            await on_new_message(UserMessage(
-                turn["text"], SocketIOOutput(sio, self.bot_message_evt), turn["sender_id"],
-                input_channel=self.name(), metadata=turn["metadata"]))
+            # Admitted by `user_message` (bot.channels.limits), on whichever process.
+            output = Addressed(self.name(), SocketIOOutput(sio, self.bot_message_evt))
+            try:
+                await on_new_message(UserMessage(
+                    turn["text"], output, turn["sender_id"], input_channel=self.name(),
+                    metadata=turn["metadata"]))
+            finally:
+                await limiter().done(turn["sender_id"])
 
         self.shared_turns = SharedTurns(self.config.redis_url, self.config.turns_at_once,
                                         run_turn)
@@ -207,45 +217,75 @@ class WebChatInput(ChannelInput, SocketIOInput):
 
         @sio.on("connect", namespace=namespace)
         async def connect(sid: str, environ: dict, auth: dict | None) -> bool:
-            if not self.jwt_key:
-                return True
-            token = (auth or {}).get("token")
-            payload = token and rasa.core.channels.channel.decode_bearer_token(
-                token, self.jwt_key, self.jwt_algorithm
-            )
-            return bool(payload)
+            request = environ.get("sanic.request")
+            # Sanic's remote_addr is the proxy's forwarded address when it is told to trust
+            # one (SANIC_REAL_IP_HEADER, SANIC_PROXIES_COUNT), else empty.
+            address = (request.remote_addr or request.ip) if request is not None else None
+            session: dict[str, Any] = {"address": address}
+            if self.jwt_key:
+                token = (auth or {}).get("token")
+                payload = token and rasa.core.channels.channel.decode_bearer_token(
+                    token, self.jwt_key, self.jwt_algorithm
+                )
+                if not payload:
+                    return False
+                # A token for a user is a token for that user's conversation only.
+                subject = payload.get("sub") if isinstance(payload, dict) else None
+                if subject is not None and not (isinstance(subject, str)
+                                                and SUBJECT.fullmatch(subject)):
+                    return False
+                session["subject"] = subject
+            await sio.save_session(sid, session, namespace=namespace)
+            return True
 
         @sio.on("session_request", namespace=namespace)
         async def session_request(sid: str, data: dict | None) -> None:
             asked = data.get("session_id") if isinstance(data, dict) else None
             # A malformed request neither moves a socket nor resets it: it keeps the session it
             # has; only a first request without a usable id gets a new one.
-            bound = (await sio.get_session(sid, namespace=namespace)).get("session_id")
-            session_id = valid_session_id(asked) or bound or uuid.uuid4().hex
+            session = await sio.get_session(sid, namespace=namespace)
+            bound = session.get("session_id")
+            session_id = (session.get("subject") or valid_session_id(asked) or bound
+                          or uuid.uuid4().hex)
             if self.session_persistence:
                 joined = sio.enter_room(sid, session_id, namespace=namespace)
                 # A coroutine from python-socketio 5.10 on (Rasa's channel forgets to await it).
                 if inspect.isawaitable(joined):
                     await joined
             # The socket's conversation from now on: a message cannot name another one.
-            await sio.save_session(sid, {"session_id": session_id}, namespace=namespace)
+            await sio.save_session(sid, {**session, "session_id": session_id},
+                                   namespace=namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
 
         @sio.on(self.user_message_evt, namespace=namespace)
         async def user_message(sid: str, data: dict) -> None:
             if not isinstance(data, dict):
                 return
+            session = await sio.get_session(sid, namespace=namespace)
             if self.session_persistence:
-                bound = (await sio.get_session(sid, namespace=namespace)).get("session_id")
+                bound = session.get("session_id")
                 named = data.get("session_id")
                 if bound is None or (named is not None and named != bound):
                     log.warning("webchat: a message %s ignored",
                                 "before its session request" if bound is None
                                 else "naming another conversation")
                     return
-                sender_id = bound
+                user = bound
             else:
-                sender_id = sid
-            await self.shared_turns.submit({
-                "text": str(data.get("message") or ""), "sender_id": sender_id,
-                "metadata": message_metadata(data, self.metadata_key or "metadata")})
+                user = sid
+            # Rasa reads no more than MAX_CHARACTERS of it: the rest need not wait in Redis.
+            text = str(data.get("message") or "")[:2 * MAX_CHARACTERS]
+            metadata = message_metadata(data, self.metadata_key or "metadata")
+            conversation = conversation_id(self.name(), user)
+            wait = await limiter().admit(conversation, session.get("address"))
+            if wait:
+                await sio.emit(self.bot_message_evt,
+                               {"text": slow_down_text(text, wait, metadata.get("language"))},
+                               room=sid, namespace=namespace)
+                return
+            if not await self.shared_turns.submit({"text": text, "sender_id": conversation,
+                                                   "metadata": metadata}):
+                await limiter().done(conversation)
+                await sio.emit(self.bot_message_evt,
+                               {"text": busy_text(text, metadata.get("language"))},
+                               room=sid, namespace=namespace)

@@ -24,6 +24,9 @@ ALIVE_PREFIX = bot_redis.WEBCHAT + "alive:"  # + process name, kept fresh while 
 BLOCK_S = 1
 ALIVE_S = 10.0  # a process whose alive key is gone this long has its turns taken over
 BEAT_S = 2.0
+# Turns waiting on the shared list at most (each under 12 kB: the text is cut before it
+# is queued). Past it a message is refused with "busy" rather than filling Redis.
+MAX_WAITING = 1000
 STOP_WAIT_S = 5.0
 # KEYS: alive key, claim list, shared turns, processes. ARGV: process name. Puts a stopped
 # process's claimed turns back at the head of the shared list, oldest first, and returns
@@ -35,6 +38,12 @@ local moved = 0
 while redis.call('RPOPLPUSH', KEYS[2], KEYS[3]) do moved = moved + 1 end
 redis.call('SREM', KEYS[4], ARGV[1])
 return moved
+"""
+# KEYS: shared turns. ARGV: the turn, the cap. 1 when queued, 0 when the list is full.
+PUSH_CAPPED = """
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return 1
 """
 
 
@@ -61,8 +70,10 @@ class SharedTurns:
 
     def __init__(self, redis_url: str, limit: int,
                  run_turn: Callable[[dict[str, Any]], Awaitable[Any]],
-                 alive_s: float = ALIVE_S, beat_s: float = BEAT_S) -> None:
+                 alive_s: float = ALIVE_S, beat_s: float = BEAT_S,
+                 max_waiting: int = MAX_WAITING) -> None:
         self.limit = limit
+        self.max_waiting = max_waiting
         self.running = 0
         self.name = uuid.uuid4().hex
         self._claimed = CLAIMED_PREFIX + self.name
@@ -76,19 +87,29 @@ class SharedTurns:
         # stops answering must not hang a guardian's message for ever.
         self._redis = bot_redis.async_client(redis_url, "turns")
         self._return_claimed = self._redis.register_script(RETURN_CLAIMED)
+        self._push_capped = self._redis.register_script(PUSH_CAPPED)
         self._tasks: set[asyncio.Task[None]] = set()
         self._unreleased: set[bytes] = set()
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
 
-    async def submit(self, turn: dict[str, Any]) -> None:
+    async def submit(self, turn: dict[str, Any]) -> bool:
+        """Runs the turn here or queues it for any process; False when it was refused
+        because MAX_WAITING turns are already waiting."""
         raw = json.dumps({**turn, "id": uuid.uuid4().hex}).encode()
         if self.running < self.limit:
             self._enter()  # before any await: the place is this turn's
             await self._run(raw, claimed=await self._pushed(self._claimed, raw))
-        elif not await self._pushed(SHARED_TURNS_KEY, raw):
+            return True
+        try:
+            if not await self._push_capped(keys=[SHARED_TURNS_KEY], args=[raw, self.max_waiting]):
+                log.warning("webchat: %d turns waiting; a message refused", self.max_waiting)
+                return False
+        except redis.RedisError as error:
+            log.warning("webchat: turn not shared (%s), run here", type(error).__name__)
             self._enter()
             await self._run(raw, claimed=False)
+        return True
 
     async def _pushed(self, key: str, raw: bytes) -> bool:
         try:
