@@ -7,7 +7,7 @@ tracker store); once a report is filed or the form stopped and those slots are c
 `closed` is true and every earlier value, names included, is masked wherever it appears:
 slot events, the text a guardian typed, and the bot's own messages and their metadata.
 
->>> masked_text("孩子身份证 110105 20150101 0013，手机１３８００１３８０００")
+>>> masked_numbers("孩子身份证 110105 20150101 0013，手机１３８００１３８０００")
 '孩子身份证 1101**********0013，手机13*******00'
 >>> mask_name("王小明"), mask_name("Li Ming")
 ('王**', 'L* M***')
@@ -21,15 +21,11 @@ from typing import Any
 from bot.rules.identity import mask, masked_numbers
 
 # Every slot that holds a person's data while the form runs (cleared once it has ended).
-NUMBER_SLOTS = ("child_id_number", "guardian_id_number", "phone_number", "verify_id_number")
+NUMBER_SLOTS = ("child_id_number", "guardian_id_number", "phone_number", "verify_id_number",
+                "verify_child_id_number")
 NAME_SLOTS = ("child_name", "guardian_name")
 PERSONAL_SLOTS = (*NUMBER_SLOTS, *NAME_SLOTS)
 NUMBER_ENTITIES = ("id_number", "phone_number")
-def masked_text(text: str) -> str:
-    """Whole ID and mobile numbers in free text masked, the rest untouched."""
-    return masked_numbers(text)
-
-
 def mask_name(name: str) -> str:
     """The first letter of each part of a name, the rest starred."""
     return " ".join(part[:1] + "*" * (len(part) - 1) for part in name.split(" "))
@@ -56,7 +52,7 @@ def _replaced(value: Any, known: dict[str, str]) -> Any:
         for whole, masked in known.items():
             if whole in value:
                 value = value.replace(whole, masked)
-        return masked_text(value)
+        return masked_numbers(value)
     if isinstance(value, list):
         return [_replaced(item, known) for item in value]
     if isinstance(value, dict):
@@ -67,13 +63,13 @@ def _replaced(value: Any, known: dict[str, str]) -> Any:
 
 def _user_event(event: dict[str, Any]) -> dict[str, Any]:
     event = dict(event)
-    event["text"] = masked_text(event.get("text") or "")
+    event["text"] = masked_numbers(event.get("text") or "")
     parse_data = dict(event.get("parse_data") or {})
     if parse_data:
-        parse_data["text"] = masked_text(parse_data.get("text") or "")
+        parse_data["text"] = masked_numbers(parse_data.get("text") or "")
         parse_data["entities"] = [
             {**entity, "value": mask(str(entity.get("value") or "")),
-             **({"text": masked_text(entity["text"])} if entity.get("text") else {})}
+             **({"text": masked_numbers(entity["text"])} if entity.get("text") else {})}
             if entity.get("entity") in NUMBER_ENTITIES else entity
             for entity in parse_data.get("entities") or []]
         event["parse_data"] = parse_data

@@ -18,7 +18,9 @@ What is stored keeps no personal data in clear: typed ID and mobile numbers are 
 every user message, every value the form held is masked once the form has ended
 (bot/rasa/scrub.py), and the whole record is sealed with AES-GCM under the key id of
 DATA_ENCRYPTION_KEY (bot/crypto.py), the conversation id bound in. A record written before
-sealing (JSON in clear) is still read, and sealed on its next save.
+sealing (JSON in clear) is still read, and sealed on its next save. A turn in which the
+guardian had the conversation deleted (`action_delete_my_data` ending in `restart`) deletes
+the record instead of saving it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,22 @@ from bot.settings import settings
 # Conversations whose last read is remembered for the save that ends their turn: more than
 # one Rasa process has turns in flight at once; an entry pushed out only costs a full save.
 REMEMBERED_READS = 256
+# The action that erases a conversation (actions/erasure.py): it ends with a restart when
+# the guardian's request was carried out.
+ERASE_ACTION = "action_delete_my_data"
+
+
+def erases(new_events: list[dict[str, Any]]) -> bool:
+    """The turn's events erase the conversation: the erasing action, then a restart.
+
+    >>> erases([{"event": "action", "name": ERASE_ACTION}, {"event": "restart"}])
+    True
+    >>> erases([{"event": "action", "name": ERASE_ACTION}, {"event": "bot", "text": "sure?"}])
+    False
+    """
+    names = [event.get("name") if event.get("event") == "action" else event.get("event")
+             for event in new_events]
+    return ERASE_ACTION in names and "restart" in names[names.index(ERASE_ACTION):]
 
 
 class Read(NamedTuple):
@@ -121,18 +139,23 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
         client = self._redis()
         read = self._reads.pop(sender_id, None)
         sealed = await client.get(key)
-        new = itertools.islice(tracker.events, read.length if read else 0, None)
-        closed = scrub.closes([event.as_dict() for event in new], tracker.current_slot_values())
+        new = [event.as_dict() for event in
+               itertools.islice(tracker.events, read.length if read else 0, None)]
+        if erases(new):
+            await client.delete(key)
+            return
+        closed = scrub.closes(new, tracker.current_slot_values())
         value = None
         if read is not None and not closed and sealed == read.sealed:
-            value = self._appended(tracker, read.text, read)
+            value = self._appended(tracker, read.text, read, new)
         if value is None:
             stored = self._open(sender_id, sealed) if sealed is not None else None
             value = self._merged(tracker, stored, closed)
         await client.set(key, self._seal(sender_id, value), ex=int(timeout) if timeout else None)
 
     @staticmethod
-    def _appended(tracker: DialogueStateTracker, stored: str | None, read: Read) -> str | None:
+    def _appended(tracker: DialogueStateTracker, stored: str | None, read: Read,
+                  added: list[dict[str, Any]]) -> str | None:
         """The stored text with the turn's new events after it, when that is all it takes.
 
         Only when Redis still holds what this process read, in this store's layout, and the
@@ -146,7 +169,6 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
         head = dumps({"name": tracker.sender_id})[:-1] + ',"events":['
         if not stored.startswith(head) or not stored.endswith("]}"):
             return None
-        added = [event.as_dict() for event in itertools.islice(events, read.length, None)]
         new = [dumps(event) for event in scrub.scrubbed(added)]
         if not new:
             return stored

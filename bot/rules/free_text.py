@@ -296,3 +296,26 @@ def quotable(text: str, limit: int = 40) -> str:
     ("Xi'an", '乌鲁木齐')
     """
     return " ".join(_NOT_QUOTABLE.sub("", text or "").split())[:limit]
+
+
+_ERASE = re.compile(
+    r"\b(?:delete|erase|remove|wipe|clear|forget|destroy)\b.{0,40}?"
+    r"\b(?:data|information|info|details|records?|history|conversation|chat|messages?"
+    r"|everything|numbers?)\b"
+    r"|(?:删除|删掉|删了|清除|清空|抹掉|销毁|注销|不要保存|不要保留|别保存|别保留).{0,12}?"
+    r"(?:数据|信息|资料|记录|聊天|对话|号码|身份证号|个人)"
+    r"|(?:数据|信息|资料|记录|聊天记录).{0,8}?(?:删除|删掉|删了|清除|清空|抹掉|销毁)",
+    re.IGNORECASE)
+
+
+def asks_erasure(text: str) -> bool:
+    """The guardian asks, in so many words, that what they told us be deleted.
+
+    >>> asks_erasure("please delete my data"), asks_erasure("删除我的个人信息")
+    (True, True)
+    >>> asks_erasure("我的聊天记录请帮我清除"), asks_erasure("Forget everything I told you")
+    (True, True)
+    >>> asks_erasure("I typed the wrong phone number"), asks_erasure("取消挂失")
+    (False, False)
+    """
+    return bool(_ERASE.search(text or ""))

@@ -184,7 +184,8 @@ def test_status_then_card_found_then_card_ready_unasked(stack: Stack) -> None:
     assert staff(stack, "POST", f"/v1/loss-reports/{reference}/events",
                  {"status": "reported_written"}).status_code == 200
     user.says("we found the card")
-    found = user.says(guardian)
+    assert "child's ID number" in user.says(guardian)
+    found = user.says(child)
     assert "cannot be withdrawn" in found
 
     for status_name in ("replacement_applied", "in_production", "ready_for_collection"):
@@ -210,7 +211,8 @@ def test_card_found_lifts_a_temporary_report_in_chinese(stack: Stack) -> None:
         user.says(answer)
     reference = REFERENCE.search(user.says("是的")).group()  # type: ignore[union-attr]
     user.says("卡找到了")
-    lifted = user.says(guardian)
+    assert "孩子的身份证号" in user.says(guardian)
+    lifted = user.says(child)
     assert "解除" in lifted and reference in lifted
     by_reference = {r["reference"]: r for r in reports(stack)}
     assert by_reference[reference]["status"] == "cancelled"
@@ -296,3 +298,59 @@ def test_the_card_services_token_reaches_its_conversation_only(stack: Stack) -> 
     assert requests.get(url.format("guardian-other"), headers=headers,
                         timeout=10).status_code == 403
     assert requests.get(url.format("guardian-own"), timeout=10).status_code == 401
+
+
+def filed_in_one_message(user: Guardian, child: str, guardian: str, english: bool) -> str:
+    """Files a report from a message with every detail; its reference."""
+    message = (f"My daughter Li Na lost her social security card. Her ID is {child}. I'm her "
+               f"mum Wang Fang, my ID is {guardian}, phone 13912345678, we live in Shanghai."
+               if english else
+               f"孩子李娜的社保卡丢了，要挂失。孩子身份证{child}，我是她妈妈王芳，"
+               f"身份证{guardian}，手机13912345678，在上海。")
+    user.says(message)
+    user.says("yes" if english else "好的")
+    reference = REFERENCE.search(user.says("yes" if english else "对，提交"))
+    assert reference
+    return reference.group()
+
+
+def record_gone(stack: Stack, sender: str) -> bool:
+    store = redis.Redis.from_url(stack.settings.redis_url)
+    deadline = time.monotonic() + 10  # the reply is sent before the turn's save
+    while store.exists(f"cardbot:tracker:{sender}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not store.exists(f"cardbot:tracker:{sender}")
+
+
+def test_delete_my_data_deletes_the_conversation_and_keeps_an_active_report_until_it_ends(
+        stack: Stack) -> None:
+    user = Guardian(stack)
+    reference = filed_in_one_message(user, child_id(age=7, sequence=171),
+                                     guardian_id(sequence=172), english=True)
+    reply = user.says("please delete my data")
+    assert reference in reply and "still being handled" in reply, reply
+    assert "record of this conversation is deleted" in reply
+    assert record_gone(stack, user.sender)
+    assert staff(stack, "GET", f"/v1/loss-reports/{reference}").json()["personal_data"] == "kept"
+    # Next time the conversation starts afresh: nothing of before is known.
+    user.says("hi")
+    assert user.slot("reference_number") is None
+    # The card is found after all: the report ends, and its personal data goes at once.
+    assert staff(stack, "POST", f"/v1/loss-reports/{reference}/events",
+                 {"status": "cancelled"}).ok
+    shown = staff(stack, "GET", f"/v1/loss-reports/{reference}").json()
+    assert shown["personal_data"] == "erased", shown
+
+
+def test_delete_my_data_after_the_report_ended_erases_it_too(stack: Stack) -> None:
+    user = Guardian(stack)
+    reference = filed_in_one_message(user, child_id(age=8, sequence=181),
+                                     guardian_id(sequence=182), english=False)
+    assert staff(stack, "POST", f"/v1/loss-reports/{reference}/events",
+                 {"status": "cancelled"}).ok
+    reply = user.says("删除我的个人信息")
+    assert reference in reply and "已删除" in reply and "只保留编号" in reply, reply
+    assert record_gone(stack, user.sender)
+    shown = staff(stack, "GET", f"/v1/loss-reports/{reference}").json()
+    assert shown["personal_data"] == "erased", shown
+

@@ -201,7 +201,11 @@ def _nlu_section(results: dict[str, Any]) -> list[str]:
     if not compared:
         return ["(not run: `--no-nlu`)"]
     ours, default = compared["ours"], compared["default"]
-    lines = [
+    lines = []
+    if compared.get("carried_from"):
+        lines += [f"Not trained in this run (`--no-nlu`): the figures of the run of "
+                  f"{compared['carried_from']}, for the training data of that day.", ""]
+    lines += [
         "Our pipeline (`config.yml`: Jieba, sparse features, DIET at 30 epochs) and Rasa's "
         "default (what `rasa init` trains with: WhitespaceTokenizer, so `language: en`, DIET "
         "and ResponseSelector at 100 epochs), both with seed 42, trained from scratch on "

@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare Rasa bot")
     parser.add_argument("--no-nlu", action="store_true",
                         help="skip training and evaluating our NLU and Rasa's default")
+    parser.add_argument("--nlu-from", metavar="RESULTS_JSON",
+                        help="with --no-nlu: show the NLU comparison of an earlier run's "
+                        "results.json (marked with its date) instead of none")
     parser.add_argument("--no-cluster", action="store_true",
                         help="skip nginx in front of two Rasas")
     parser.add_argument("--webchat-transport", choices=("websocket", "polling"),
@@ -445,6 +448,12 @@ def main(argv: list[str] | None = None) -> int:
             # Last, each training alone on the machine: its time is not shared with anything.
             results["nlu_compare"] = nlu_compare.compare(work, say)
             results["nlu"] = results["nlu_compare"]["ours"]["eval"]
+        elif args.nlu_from:
+            earlier = json.loads(Path(args.nlu_from).read_text(encoding="utf-8"))
+            if earlier.get("nlu_compare"):
+                results["nlu_compare"] = {**earlier["nlu_compare"],
+                                          "carried_from": earlier.get("date", "?")}
+                results["nlu"] = earlier.get("nlu")
     results["core_speed_ms"].append(machine.core_speed_ms())
     results["total_s"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2),

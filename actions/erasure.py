@@ -1,0 +1,59 @@
+""""Delete my data": the conversation goes, and the report filed in it where its status allows.
+
+The conversation itself is deleted by the tracker store when this action ends the turn with
+`Restarted` (bot/rasa/tracker_store.py); the report's personal data is the card service's
+to erase (POST /v1/loss-reports/{reference}/erase, by the conversation that filed it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActiveLoop, Restarted
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.card_service import client
+from bot.card_client import CardServiceUnavailable, NotFound
+from bot.rules.free_text import asks_erasure
+
+logger = logging.getLogger(__name__)
+ACTION = "action_delete_my_data"
+# The confirm button's payload: a request the guardian has seen spelled out.
+CONFIRMED = "/delete_my_data"
+
+
+class ActionDeleteMyData(Action):
+    """Any form in progress ends, whatever follows (the rules say so once for all)."""
+
+    def name(self) -> str:
+        return ACTION
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[dict[str, Any]]:
+        text = (tracker.latest_message or {}).get("text") or ""
+        if not (text.startswith(CONFIRMED) or asks_erasure(text)):
+            # The model heard a request to delete, the words do not say it plainly: ask.
+            dispatcher.utter_message(response="utter_confirm_erasure")
+            return [ActiveLoop(None)]
+        reference = tracker.get_slot("reference_number")
+        if reference:
+            try:
+                erasure = await client().erase_async(reference, tracker.sender_id)
+            except NotFound:
+                erasure = None  # a reference typed to check a report filed elsewhere
+            except CardServiceUnavailable:
+                # Nothing is deleted, so that asking again can still reach the report.
+                dispatcher.utter_message(response="utter_erasure_unavailable")
+                return [ActiveLoop(None)]
+            if erasure is not None and erasure.erased:
+                dispatcher.utter_message(response="utter_report_data_erased",
+                                         reference=erasure.reference)
+            elif erasure is not None:
+                dispatcher.utter_message(response="utter_report_data_kept",
+                                         reference=erasure.reference)
+        logger.info("conversation erased at the guardian's request")
+        dispatcher.utter_message(response="utter_conversation_erased")
+        return [ActiveLoop(None), Restarted()]
