@@ -21,6 +21,7 @@ from bot.rules.free_text import asks_erasure
 
 logger = logging.getLogger(__name__)
 ACTION = "action_delete_my_data"
+FORGET = "action_forget_conversation"
 # The confirm button's payload: a request the guardian has seen spelled out.
 CONFIRMED = "/delete_my_data"
 
@@ -57,3 +58,19 @@ class ActionDeleteMyData(Action):
         logger.info("conversation erased at the guardian's request")
         dispatcher.utter_message(response="utter_conversation_erased")
         return [ActiveLoop(None), Restarted()]
+
+
+class ActionForgetConversation(Action):
+    """EXTERNAL_forget, from the card service when a report's retention ran out: the
+    conversation that filed it is deleted, silently. Not while a form is in progress: the
+    guardian is in the middle of telling us something, and the record expires by itself."""
+
+    def name(self) -> str:
+        return FORGET
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> list[dict[str, Any]]:
+        if (tracker.active_loop or {}).get("name"):
+            logger.info("forget left for later: a form is in progress")
+            return []
+        return [Restarted()]

@@ -54,7 +54,8 @@ PREFIXES: dict[str, str] = {
                   "counters and the outbox of notifications to send",
     WECHAT: "wechat:<app id>: the access token and its lock, messages seen (duplicates), "
             "buttons shown",
-    WHATSAPP: "whatsapp:buttons:<sha256 of the user>: buttons shown",
+    WHATSAPP: "whatsapp:buttons:<sha256 of the user>: buttons shown; whatsapp:users:<name>: "
+              "the sealed number behind a conversation's pseudonym",
 }
 
 

@@ -1,4 +1,5 @@
-"""Delivers "card ready" to Rasa (trigger_intent) from the Redis outbox until Rasa takes it.
+"""Delivers "card ready" to Rasa (trigger_intent) from the Redis outbox until Rasa takes it;
+and "forget", once a report's retention has run out (the conversation deletes its record).
 
 A notification leaves the outbox only after a 2xx; a failure, or a crash mid-delivery
 (the lease runs out), puts it back with a capped exponential backoff.
@@ -17,7 +18,7 @@ import aiohttp
 import jwt
 import redis
 
-from card_service.store import PREFIX, Clock, Store
+from card_service.store import FORGET_INTENT, PREFIX, Clock, Store
 
 log = logging.getLogger("card_service.outbox")
 
@@ -82,14 +83,17 @@ class Outbox:
         reference, conversation = payload["reference"], payload["conversation_id"]
         url = (f"{self.rasa_url}/conversations/{quote(conversation, safe='')}/trigger_intent"
                "?output_channel=latest")
-        body = {"name": INTENT, "entities": {"reference_number": reference}}
+        intent = payload.get("intent") or INTENT
+        body = ({"name": intent} if intent == FORGET_INTENT else
+                {"name": intent, "entities": {"reference_number": reference}})
         problem = ""
         try:
             async with session.post(url, json=body,
                                     headers=self.authorization(conversation)) as response:
                 if 200 <= response.status < 300:
-                    await self.store.delivered(outbox_id, reference, self.clock.now())
-                    log.info("outbox: %s delivered to Rasa", reference)
+                    await self.store.delivered(outbox_id, reference, self.clock.now(),
+                                               notice=intent != FORGET_INTENT)
+                    log.info("outbox: %s %s delivered to Rasa", reference, intent)
                     return
                 problem = f"HTTP {response.status}"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:

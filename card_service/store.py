@@ -44,6 +44,8 @@ RETENTION, ASKED, INDEXED = "retention", "retention:asked", "retention:indexed"
 # What erasure removes from a report: every sealed field and everything else that points at
 # the child, the guardian or their conversation (hashes, masked numbers, typed city, the
 # idempotency key's name). Kept: reference, region, status, history and the dates.
+# Sent to a conversation whose report's personal data went at the end of its retention.
+FORGET_INTENT = "EXTERNAL_forget"
 PERSONAL_FIELDS = (*REPORT_FIELDS, "guardian_hash", "child_hash", "filer_hash",
                    "child_id_masked", "guardian_id_masked", "phone_masked", "relationship",
                    "city", "conversation_id", "idem")
@@ -201,6 +203,17 @@ if redis.call('HGET', KEYS[1], 'idem') == KEYS[7] then
     redis.call('DEL', KEYS[7])
   end
 end
+-- Retention run out (or none kept): the conversation that filed the report is told to
+-- forget it too (EXTERNAL_forget, through the outbox). A guardian who asked for erasure had
+-- theirs deleted when they asked.
+local conversation = redis.call('HGET', KEYS[1], 'conversation_id')
+if ARGV[5] ~= '1' and tonumber(ARGV[3]) ~= 3 and conversation then
+  local now = redis.call('TIME')
+  local id = reference .. ':forget'
+  redis.call('HSET', KEYS[5], id, cjson.encode({reference = reference,
+    conversation_id = conversation, intent = rules.forget}))
+  redis.call('ZADD', KEYS[4], tonumber(now[1]) * 1000, id)
+end
 redis.call('HDEL', KEYS[1], unpack(rules.fields))
 -- A notice still waiting names the conversation; the report is final, so it is moot.
 for _, target in ipairs(rules.notify) do
@@ -215,7 +228,8 @@ return {'erased', status}
 """
 _ERASE_RULES = json.dumps({"temporary": statuses.REPORTED_TEMPORARY, "expired": statuses.EXPIRED,
                            "final": sorted(statuses.TERMINAL), "fields": PERSONAL_FIELDS,
-                           "notify": sorted(statuses.NOTIFY_ON)})  # outbox ids: <ref>:<status>
+                           "notify": sorted(statuses.NOTIFY_ON),  # outbox ids: <ref>:<status>
+                           "forget": FORGET_INTENT})
 
 # A report filed before the retention index: in it from its lapse if still temporary, from
 # when it became final if final (ARGV: reference, temporary, lapses at ms, final status,
@@ -431,12 +445,15 @@ class Store:
         raw = await self.redis.hget(PREFIX + "outbox:payload", outbox_id)
         return json.loads(raw) if raw else None
 
-    async def delivered(self, outbox_id: str, reference: str, at: dt.datetime) -> None:
+    async def delivered(self, outbox_id: str, reference: str, at: dt.datetime,
+                        notice: bool = True) -> None:
+        """Out of the outbox; `notice`: a guardian was told something (not a forget)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(PREFIX + "outbox", outbox_id)
             pipe.hdel(PREFIX + "outbox:payload", outbox_id)
             pipe.hdel(PREFIX + "outbox:attempts", outbox_id)
-            pipe.hset(self.report_key(reference), "notified_at", iso(at))
+            if notice:
+                pipe.hset(self.report_key(reference), "notified_at", iso(at))
             await pipe.execute()
 
     async def retry_later(self, outbox_id: str, delay_for_attempt: Any, now_ms: int) -> int:

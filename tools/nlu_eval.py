@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import statistics
 import sys
 from pathlib import Path
@@ -127,7 +128,9 @@ async def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     patches.install()
     from rasa.core.agent import Agent
     from rasa.nlu.test import run_evaluation
+    from rasa.utils.log_utils import configure_structlog
 
+    configure_structlog(logging.WARNING)  # else every parse is printed at DEBUG
     files = sorted(Path(args.heldout_dir).glob("*.yml"))
     if not files:
         raise SystemExit(f"no held-out files in {args.heldout_dir}")

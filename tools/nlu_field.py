@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -53,9 +54,13 @@ def accuracy(rows: list[dict[str, Any]]) -> float:
 
 async def predictions(model: Path, field: list[Example]) -> list[dict[str, Any]]:
     from rasa.core.agent import Agent
+    from rasa.utils.log_utils import configure_structlog
 
     from bot.rasa import patches
 
+    # Unconfigured, Rasa's structured log prints every parse, and so the blind set, at DEBUG.
+    configure_structlog(logging.WARNING)
+    logging.getLogger().setLevel(logging.WARNING)
     patches.install()  # parse as the server parses
     agent = Agent.load(str(model))
     rows = []

@@ -199,8 +199,8 @@ class ChannelInput(InputChannel):
                 log.info("%s: a message refused, the client is too fast (%.1f s)", channel,
                          wait)
                 language = (message.metadata or {}).get("language")
-                await message.output_channel.send_text_message(
-                    user, slow_down_text(message.text, wait, language))
+                await message.output_channel.send_response(
+                    user, {"text": slow_down_text(message.text, wait, language)})
                 return
             message.sender_id = conversation
             message.output_channel = Addressed(channel, message.output_channel)

@@ -45,6 +45,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 
 from bot import redis as bot_redis
+from bot import settings as bot_settings
 from bot.channels.base import (
     HTTP_TIMEOUT_SECONDS,
     MAX_BODY_BYTES,
@@ -54,6 +55,7 @@ from bot.channels.base import (
 )
 from bot.channels.buttons import ButtonMemory
 from bot.channels.text import user_text
+from bot.crypto import Vault
 from bot.rules.identity import mask
 
 log = logging.getLogger(__name__)
@@ -125,17 +127,74 @@ class TwilioConfig(ChannelConfig):
     redis_url: str = ""
 
 
+class Pseudonyms:
+    """A WhatsApp user is their phone number: their conversation is named by a keyed hash of
+    it instead (so no key, lock or report holds the number), and the number is kept sealed
+    under that name for the replies, as long as a conversation is kept.
+
+    Without a data key (a channel built alone, in a unit test; Rasa does not start without
+    one) the number names the conversation itself."""
+
+    PREFIX = "u"  # never the start of Twilio's "whatsapp:+86..."
+
+    def __init__(self, redis_url: str, vault: Vault | None, keep_seconds: int) -> None:
+        self.redis_url, self.vault, self.keep_seconds = redis_url, vault, keep_seconds
+        self._redis: Any = None
+
+    @property
+    def redis(self) -> Any:
+        if self._redis is None:  # made inside the running event loop
+            self._redis = bot_redis.async_client(self.redis_url, "store", decode_responses=True)
+        return self._redis
+
+    def _key(self, name: str) -> str:
+        return f"{bot_redis.WHATSAPP}:users:{name}"
+
+    async def name_of(self, address: str) -> str:
+        """The user's pseudonym, their sealed number kept (fresh) under it."""
+        if self.vault is None:
+            return address
+        name = self.PREFIX + self.vault.keyed_hash(address)[:32]
+        sealed = self.vault.encrypt(address, self._key(name))
+        await self.redis.set(self._key(name), sealed, ex=self.keep_seconds)
+        return name
+
+    async def address_of(self, name: str) -> str | None:
+        """The number a pseudonym stands for; a conversation named by its number (before
+        pseudonyms) is its own; None when it is no longer kept."""
+        if self.vault is None or not name.startswith(self.PREFIX):
+            return name  # Twilio's own form of a number: "whatsapp:+86..."
+        sealed = await self.redis.get(self._key(name))
+        return self.vault.decrypt(sealed, self._key(name)) if sealed else None
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.close()
+
+
 class AsyncTwilioOutput(ChannelOutput, TwilioOutput):
-    """Rasa's Twilio output sending through Twilio's aiohttp client."""
+    """Rasa's Twilio output sending through Twilio's aiohttp client, to the number behind a
+    conversation's pseudonym."""
 
     def __init__(self, config: TwilioConfig, http_client: AsyncTwilioHttpClient,
-                 buttons: ButtonMemory, raise_errors: bool = False) -> None:
+                 buttons: ButtonMemory, pseudonyms: Pseudonyms,
+                 raise_errors: bool = False) -> None:
         super(TwilioOutput, self).__init__(config.account_sid, config.auth_token,
                                            http_client=http_client)
         self.api.base_url = config.base_url
         self.twilio_number = config.twilio_number
         self.buttons = buttons
+        self.pseudonyms = pseudonyms
         self.raise_errors = raise_errors
+
+    async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        address = await self.pseudonyms.address_of(recipient_id)
+        if address is None:
+            # Its conversation has expired with it: nobody to send to, and never will be.
+            self.undelivered("a user no longer kept", LookupError(recipient_id),
+                             "number not kept", retry_helps=False)
+            return
+        await super().send_response(address, message)
 
     async def _send_message(self, message_data: dict[str, Any]) -> Any:
         recipient = str(message_data.get("to", ""))
@@ -167,6 +226,10 @@ class SignedTwilioInput(ChannelInput, TwilioInput):
                          debug_mode=False)
         self.config: TwilioConfig = config
         self.buttons = ButtonMemory(config.redis_url, bot_redis.WHATSAPP)
+        current = bot_settings.settings()
+        self.pseudonyms = Pseudonyms(
+            config.redis_url, current.vault() if current.data_encryption_key else None,
+            current.tracker_expiry_seconds)
         self._http: AsyncTwilioHttpClient | None = None
 
     @classmethod
@@ -180,7 +243,8 @@ class SignedTwilioInput(ChannelInput, TwilioInput):
     def output(self, raise_errors: bool = False) -> AsyncTwilioOutput:
         if self._http is None:  # its aiohttp session must be made inside the server loop
             self._http = AsyncTwilioHttpClient(timeout=HTTP_TIMEOUT_SECONDS)
-        return AsyncTwilioOutput(self.config, self._http, self.buttons, raise_errors)
+        return AsyncTwilioOutput(self.config, self._http, self.buttons, self.pseudonyms,
+                                 raise_errors)
 
     def proactive_output(self) -> OutputChannel:
         return self.output(raise_errors=True)
@@ -205,7 +269,8 @@ class SignedTwilioInput(ChannelInput, TwilioInput):
         text = user_text((form.get("Body") or [""])[0])
         if sender and text is not None:  # not media without a caption, nor a status callback
             text = await self.buttons.answered(sender, text)
-            await self.hand_over(on_new_message, text, self.output(), sender, masked(sender))
+            await self.hand_over(on_new_message, text, self.output(),
+                                 await self.pseudonyms.name_of(sender), masked(sender))
         return 200, EMPTY_TWIML
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
@@ -223,5 +288,6 @@ class SignedTwilioInput(ChannelInput, TwilioInput):
             if self._http is not None:
                 await self._http.close()
             await self.buttons.close()
+            await self.pseudonyms.close()
 
         return whatsapp

@@ -1,4 +1,5 @@
-"""NLU pipeline component: a lost card the assistant does not file for is out of scope.
+"""NLU pipeline component: a lost card the assistant does not file for is out of scope, and
+a plain request to delete what the guardian told us is that request.
 
 The classifier learns "lost" + "my son" as a loss report, whatever was lost; an adult's own
 card, a bank card or an ID card then got the child's filing offer. When the model says
@@ -7,6 +8,11 @@ card, a bank card or an ID card then got the child's filing offer. When the mode
 model's confidence, and the two swap places in the ranking: the reply is the honest one
 (the adult's steps, or "outside what I do" with the choices). It sits after DIETClassifier
 and before FallbackClassifier in config.yml, so a low confidence still falls back.
+
+"Delete my data" is recognised by its words alone (`asks_erasure`), with full confidence,
+whatever the model said: a request with legal weight is not left to a classifier's guess,
+and the classifier is not trained on it (one more class lowered its confidence on
+everything else).
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 
 from bot.rasa.normaliser import _Stateless
-from bot.rules.free_text import outside_scope
+from bot.rules.free_text import asks_erasure, outside_scope
 
 REPORT, OUTSIDE = "report_lost_card", "out_of_scope"
+ERASE = "delete_my_data"
 
 
 def _swapped(ranking: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -44,6 +51,14 @@ class ScopeCheck(_Stateless):
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
             intent = message.get(INTENT) or {}
+            if asks_erasure(message.get(TEXT)):
+                message.set(INTENT, {INTENT_NAME_KEY: ERASE, PREDICTED_CONFIDENCE_KEY: 1.0},
+                            add_to_output=True)
+                ranking = message.get(INTENT_RANKING_KEY) or []
+                message.set(INTENT_RANKING_KEY,
+                            [{INTENT_NAME_KEY: ERASE, PREDICTED_CONFIDENCE_KEY: 1.0}, *ranking],
+                            add_to_output=True)
+                continue
             if intent.get(INTENT_NAME_KEY) != REPORT or not outside_scope(message.get(TEXT)):
                 continue
             message.set(INTENT, {INTENT_NAME_KEY: OUTSIDE,

@@ -19,8 +19,8 @@ every user message, every value the form held is masked once the form has ended
 (bot/rasa/scrub.py), and the whole record is sealed with AES-GCM under the key id of
 DATA_ENCRYPTION_KEY (bot/crypto.py), the conversation id bound in. A record written before
 sealing (JSON in clear) is still read, and sealed on its next save. A turn in which the
-guardian had the conversation deleted (`action_delete_my_data` ending in `restart`) deletes
-the record instead of saving it.
+guardian had the conversation deleted, or in which it forgot a report whose retention ran
+out (`actions/erasure.py`, ending in `restart`), deletes the record instead of saving it.
 """
 
 from __future__ import annotations
@@ -48,22 +48,24 @@ from bot.settings import settings
 # Conversations whose last read is remembered for the save that ends their turn: more than
 # one Rasa process has turns in flight at once; an entry pushed out only costs a full save.
 REMEMBERED_READS = 256
-# The action that erases a conversation (actions/erasure.py): it ends with a restart when
-# the guardian's request was carried out.
-ERASE_ACTION = "action_delete_my_data"
+# The actions that erase a conversation (actions/erasure.py): each ends with a restart when
+# the erasure is to be carried out (the guardian's request; a report's retention run out).
+ERASE_ACTIONS = ("action_delete_my_data", "action_forget_conversation")
 
 
 def erases(new_events: list[dict[str, Any]]) -> bool:
-    """The turn's events erase the conversation: the erasing action, then a restart.
+    """The turn's events erase the conversation: an erasing action, then a restart.
 
-    >>> erases([{"event": "action", "name": ERASE_ACTION}, {"event": "restart"}])
+    >>> erases([{"event": "action", "name": "action_delete_my_data"}, {"event": "restart"}])
     True
-    >>> erases([{"event": "action", "name": ERASE_ACTION}, {"event": "bot", "text": "sure?"}])
+    >>> erases([{"event": "action", "name": "action_forget_conversation"},
+    ...         {"event": "bot", "text": "sure?"}])
     False
     """
     names = [event.get("name") if event.get("event") == "action" else event.get("event")
              for event in new_events]
-    return ERASE_ACTION in names and "restart" in names[names.index(ERASE_ACTION):]
+    starts = [n for n, name in enumerate(names) if name in ERASE_ACTIONS]
+    return bool(starts) and "restart" in names[starts[0]:]
 
 
 class Read(NamedTuple):

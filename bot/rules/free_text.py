@@ -300,10 +300,10 @@ def quotable(text: str, limit: int = 40) -> str:
 
 _ERASE = re.compile(
     r"\b(?:delete|erase|remove|wipe|clear|forget|destroy)\b.{0,40}?"
-    r"\b(?:data|information|info|details|records?|history|conversation|chat|messages?"
-    r"|everything|numbers?)\b"
+    r"\b(?:data|information|info|my details|our details|records?|history|conversation"
+    r"|chat|everything)\b"
     r"|(?:删除|删掉|删了|清除|清空|抹掉|销毁|注销|不要保存|不要保留|别保存|别保留).{0,12}?"
-    r"(?:数据|信息|资料|记录|聊天|对话|号码|身份证号|个人)"
+    r"(?:数据|信息|资料|记录|聊天|对话)"
     r"|(?:数据|信息|资料|记录|聊天记录).{0,8}?(?:删除|删掉|删了|清除|清空|抹掉|销毁)",
     re.IGNORECASE)
 
@@ -316,6 +316,8 @@ def asks_erasure(text: str) -> bool:
     >>> asks_erasure("我的聊天记录请帮我清除"), asks_erasure("Forget everything I told you")
     (True, True)
     >>> asks_erasure("I typed the wrong phone number"), asks_erasure("取消挂失")
+    (False, False)
+    >>> asks_erasure("can I delete the wrong number I typed"), asks_erasure("把刚才的号码删掉")
     (False, False)
     """
     return bool(_ERASE.search(text or ""))

@@ -4,6 +4,7 @@ the real card service on a real Redis, the clock moved by CARD_SERVICE_CLOCK_OFF
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import uuid
@@ -85,15 +86,16 @@ def erased_count(result: subprocess.CompletedProcess[str]) -> int:
     return int(result.stdout.split("personal data of ")[1].split()[0])
 
 
-def stored(service: CardService) -> str:
-    """Every key and every value in Redis, as text."""
+def stored(service: CardService, leave_out: tuple[str, ...] = ()) -> str:
+    """Every key and every value in Redis, as text; but the hash fields of `leave_out`."""
     client = redis.Redis.from_url(service.redis_url, decode_responses=True)
     parts = []
     for key in client.scan_iter("*"):
         parts.append(key)
         kind = client.type(key)
         if kind == "hash":
-            parts += [item for pair in client.hgetall(key).items() for item in pair]
+            parts += [item for pair in client.hgetall(key).items() for item in pair
+                      if pair[0] not in leave_out]
         elif kind == "list":
             parts += client.lrange(key, 0, -1)
         elif kind == "zset":
@@ -116,7 +118,19 @@ def assert_erased(service: CardService, reference: str, *guardians: Guardian) ->
     assert set(fields) <= KEPT, set(fields) - KEPT
     assert not set(fields) & set(PERSONAL_FIELDS)
     assert not any(value.startswith(("v1:", "v2:")) for value in fields.values())
-    everything = stored(service)
+    # Retention run out: the filing conversation is yet to be told to forget, and that notice
+    # must name it until Rasa takes it (a guardian who asked had theirs deleted already).
+    client = redis.Redis.from_url(service.redis_url, decode_responses=True)
+    notices = client.hgetall("cardsvc:outbox:payload")
+    forgets = tuple(name for name in notices if name.endswith(":forget"))
+    for name in forgets:
+        assert json.loads(notices[name]) == {
+            "reference": name.removesuffix(":forget"), "intent": "EXTERNAL_forget",
+            "conversation_id": json.loads(notices[name])["conversation_id"]}
+    if f"{reference}:forget" in notices:
+        named = json.loads(notices[f"{reference}:forget"])["conversation_id"]
+        assert named in {guardian.conversation for guardian in guardians}
+    everything = stored(service, leave_out=forgets)
     for guardian in guardians:
         for secret in guardian.secrets():
             assert secret not in everything, secret
@@ -191,6 +205,26 @@ def test_the_service_sweeps_by_itself(service: CardService) -> None:
         later.stop()
 
 
+def test_the_filing_conversation_is_told_to_forget_once_retention_ran_out(
+        card_service_factory: Callable[..., CardService]) -> None:
+    rasa = RasaStandIn(free_port()).start()
+    try:
+        service = card_service_factory(REPORT_RETENTION_DAYS=str(DAYS), RASA_URL=rasa.url,
+                                       CARD_SERVICE_OUTBOX_MAX_DELAY="1")
+        family = Guardian(481)
+        reference = file(service, family)
+        move(service, reference, statuses.CANCELLED)
+        assert erased_count(purge(service, DAYS)) == 1
+        wait_for(lambda: len(rasa.received) >= 1, 15, "the forget notice")
+        assert rasa.received[0]["path"].startswith(f"/conversations/{family.conversation}/")
+        assert rasa.received[0]["body"] == {"name": "EXTERNAL_forget"}
+        wait_for(lambda: family.conversation not in stored(service), 10, "the notice gone")
+        assert_erased(service, reference, family)
+        assert "notified_at" not in report_fields(service, reference)  # nobody was told
+    finally:
+        rasa.stop()
+
+
 def test_a_lapsed_report_counts_from_its_lapse(service: CardService) -> None:
     family, moved_on = Guardian(421), Guardian(423)
     reference = file(service, family)  # Beijing: valid 10 days, expired from the 11th
@@ -219,8 +253,10 @@ def test_no_retention_erases_as_soon_as_final(
     assert report_fields(service, kept)["guardian_id"].startswith("v2:")
     fields = report_fields(service, reference)
     assert set(fields) <= KEPT
+    # but the notice telling its conversation to forget it (the next test follows one)
+    left = stored(service, leave_out=(f"{reference}:forget",))
     for secret in family.secrets():
-        assert secret not in stored(service)
+        assert secret not in left
 
 
 def test_reports_filed_before_the_index_are_found(service: CardService) -> None:

@@ -109,6 +109,11 @@ def user_turns(stack: Stack, sender: str) -> int:
     return sum(event.get("event") == "user" for event in events)
 
 
+def whatsapp_conversation(stack: Stack, number: str) -> str:
+    """A WhatsApp user's conversation: named by a keyed hash of the number, never by it."""
+    return f"whatsapp:u{stack.settings.vault().keyed_hash(number)[:32]}"
+
+
 def trigger_card_ready(stack: Stack, sender: str) -> requests.Response:
     """What the card service's outbox does when a card can be collected."""
     return requests.post(
@@ -276,7 +281,7 @@ def test_whatsapp_signed_message_gets_a_reply_through_twilio(stack: Stack,
     assert sent["To"] == user.number and sent["From"] == WHATSAPP_NUMBER
     english = user.says("what documents do I need?")
     assert english and not has_cjk(english), english
-    user_event = [e for e in stack.tracker(f"whatsapp:{user.number}")["events"] if e["event"] == "user"][-1]
+    user_event = [e for e in stack.tracker(whatsapp_conversation(stack, user.number))["events"] if e["event"] == "user"][-1]
     assert user_event["input_channel"] == "whatsapp"
 
 
@@ -286,7 +291,7 @@ def test_whatsapp_buttons_are_a_numbered_list_answered_by_number(
     greeting = user.says("你好")
     assert "\n1. " in greeting and "\n2. " in greeting and "/report" not in greeting
     user.says("1")
-    latest = stack.tracker(f"whatsapp:{user.number}")["latest_message"]
+    latest = stack.tracker(whatsapp_conversation(stack, user.number))["latest_message"]
     assert latest["intent"]["name"] == "report_lost_card"
 
 
@@ -306,7 +311,7 @@ def test_whatsapp_without_a_valid_signature_reaches_no_conversation(
     tampered = form_body({**fields, "Body": "我孩子的社保卡丢了"})
     assert user.post(fields, signature=signature, body=tampered).status_code == 403
     time.sleep(1)
-    assert user_turns(stack, f"whatsapp:{user.number}") == 0
+    assert user_turns(stack, whatsapp_conversation(stack, user.number)) == 0
     assert twilio.messages_to(user.number) == []
 
 
@@ -316,15 +321,15 @@ def test_whatsapp_card_ready_is_pushed_through_twilio(stack: Stack,
     assert user.says("你好")
     twilio.fail_next("Messages", 503, {"code": 20503, "message": "Service unavailable",
                                        "status": 503})
-    failed = trigger_card_ready(stack, f"whatsapp:{user.number}")
+    failed = trigger_card_ready(stack, whatsapp_conversation(stack, user.number))
     assert failed.status_code >= 500, failed.text
-    pushed = trigger_card_ready(stack, f"whatsapp:{user.number}")
+    pushed = trigger_card_ready(stack, whatsapp_conversation(stack, user.number))
     assert pushed.ok, pushed.text
     texts = twilio.wait_for_text(user.number, containing=REFERENCE)
     # Outside WhatsApp's 24-hour window (63016) a retry cannot help: no error to retry on.
     twilio.fail_next("Messages", 400, {"code": 63016, "message": "Outside the allowed "
                                        "window", "status": 400})
-    assert trigger_card_ready(stack, f"whatsapp:{user.number}").ok
+    assert trigger_card_ready(stack, whatsapp_conversation(stack, user.number)).ok
     assert twilio.calls_to("Messages:refused")[-1].fields["To"] == user.number
     assert "领取" in texts[-1], texts[-1]  # the conversation's language: Chinese
 
@@ -335,11 +340,11 @@ def test_whatsapp_hostile_bodies(stack: Stack, twilio: TwilioServer) -> None:
     assert user.post(fields, body=b"From=\xff\xfe&Body=\xc3").status_code == 400
     assert user.post(fields, body=b"From=%zz&&Body").status_code in (400, 403)
     assert user.post(fields, body=b"x" * 70_000).status_code == 413
-    assert user_turns(stack, f"whatsapp:{user.number}") == 0
+    assert user_turns(stack, whatsapp_conversation(stack, user.number)) == 0
     long_answer = user.says("lost card " * 1000)  # 10,000 characters
     assert long_answer
     assert user.says("hello\x00\x07\x1b[31m")
-    latest = stack.tracker(f"whatsapp:{user.number}")["latest_message"]["text"]
+    latest = stack.tracker(whatsapp_conversation(stack, user.number))["latest_message"]["text"]
     assert "\x00" not in latest and "\x1b" not in latest
     assert rasa_is_up(stack) and user.says("hello")
 

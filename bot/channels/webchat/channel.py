@@ -26,6 +26,7 @@ from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIO
 from sanic import Blueprint, Sanic
 
 from bot import redis as bot_redis
+from bot import settings as bot_settings
 from bot.channels.base import Addressed, ChannelConfig, ChannelInput, conversation_id, limiter
 from bot.channels.limits import busy_text, slow_down_text
 from bot.channels.webchat.page import chat_page
@@ -176,8 +177,12 @@ class WebChatInput(ChannelInput, SocketIOInput):
             finally:
                 await limiter().done(turn["sender_id"])
 
-        self.shared_turns = SharedTurns(self.config.redis_url, self.config.turns_at_once,
-                                        run_turn)
+        # Rasa does not start without a data key (the tracker store needs it); only a
+        # channel built alone, in a unit test, has none.
+        current = bot_settings.settings()
+        self.shared_turns = SharedTurns(
+            self.config.redis_url, self.config.turns_at_once, run_turn,
+            vault=current.vault() if current.data_encryption_key else None)
         self._add_socket_handlers(sio)
         self.add_health(blueprint)
         blueprint.add_route(chat_page, "/chat", methods=["GET"], name="chat_page")

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 
 from bot import redis as bot_redis
+from bot.crypto import Vault
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ ALIVE_PREFIX = bot_redis.WEBCHAT + "alive:"  # + process name, kept fresh while 
 BLOCK_S = 1
 ALIVE_S = 10.0  # a process whose alive key is gone this long has its turns taken over
 BEAT_S = 2.0
+TURN_CONTEXT = "webchat-turn"
 # Turns waiting on the shared list at most (each under 12 kB: the text is cut before it
 # is queued). Past it a message is refused with "busy" rather than filling Redis.
 MAX_WAITING = 1000
@@ -71,8 +73,10 @@ class SharedTurns:
     def __init__(self, redis_url: str, limit: int,
                  run_turn: Callable[[dict[str, Any]], Awaitable[Any]],
                  alive_s: float = ALIVE_S, beat_s: float = BEAT_S,
-                 max_waiting: int = MAX_WAITING) -> None:
+                 max_waiting: int = MAX_WAITING, vault: Vault | None = None) -> None:
         self.limit = limit
+        # A waiting turn holds what the guardian typed: sealed, as conversations are.
+        self._vault = vault
         self.max_waiting = max_waiting
         self.running = 0
         self.name = uuid.uuid4().hex
@@ -96,7 +100,8 @@ class SharedTurns:
     async def submit(self, turn: dict[str, Any]) -> bool:
         """Runs the turn here or queues it for any process; False when it was refused
         because MAX_WAITING turns are already waiting."""
-        raw = json.dumps({**turn, "id": uuid.uuid4().hex}).encode()
+        text = json.dumps({**turn, "id": uuid.uuid4().hex})
+        raw = (self._vault.encrypt(text, TURN_CONTEXT) if self._vault else text).encode()
         if self.running < self.limit:
             self._enter()  # before any await: the place is this turn's
             await self._run(raw, claimed=await self._pushed(self._claimed, raw))
@@ -132,7 +137,10 @@ class SharedTurns:
     async def _run(self, raw: bytes, claimed: bool) -> None:
         """Run a turn whose place `_enter` took."""
         try:
-            await self._run_turn(json.loads(raw))
+            text = raw.decode()
+            await self._run_turn(json.loads(
+                self._vault.decrypt(text, TURN_CONTEXT) if self._vault and not
+                text.startswith("{") else text))
         except Exception:
             log.exception("webchat: turn failed")
         finally:

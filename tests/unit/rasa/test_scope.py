@@ -39,3 +39,16 @@ def test_out_of_scope_beyond_the_ranking_takes_the_reports_place() -> None:
 def test_a_childs_card_and_other_intents_are_left_alone(text: str, intent: str) -> None:
     message = classified(text, [(intent, 0.9), ("out_of_scope", 0.1)])
     assert message.get("intent")["name"] == intent
+
+
+@pytest.mark.parametrize("text", ["please delete my data", "删除我的个人信息",
+                                  "我的聊天记录请帮我清除"])
+def test_a_plain_request_to_delete_is_that_request_whatever_the_model_said(text: str) -> None:
+    message = classified(text, [("stop", 0.7), ("out_of_scope", 0.3)])
+    assert message.get("intent") == {"name": "delete_my_data", "confidence": 1.0}
+    assert message.get("intent_ranking")[0]["name"] == "delete_my_data"
+
+
+@pytest.mark.parametrize("text", ["wait, delete the number I typed", "把刚才的号码删掉"])
+def test_correcting_a_detail_is_no_request_to_delete(text: str) -> None:
+    assert classified(text, [("stop", 0.7)]).get("intent")["name"] == "stop"
