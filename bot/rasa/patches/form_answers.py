@@ -5,9 +5,10 @@ The NLU model judges a message alone: `母亲` came out as `affirm`, `mum` as `a
 forgot every detail. The message's meaning depends on the question just asked, which only
 the tracker knows: here, before the policies run, a message that plainly answers the
 requested slot (bot/rules/free_text.py `answers`) becomes `inform`, so the slot's validator
-judges it and says why when it is wrong. A `stop` without a stop-like word, and a name the
-model could not place, go to the validator too. A real question, `stop` in words, or asking
-for a person still leave the slot as before.
+judges it and says why when it is wrong. A `stop` without a stop-like word, a name the
+model could not place, and a name written as names are ("Sun Hao", read as `affirm`), go
+to the validator too. A real question, `stop` in words, or asking for a person still leave
+the slot as before.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import functools
 import logging
 from typing import Any
 
-from bot.rules.free_text import answers, name_in, sounds_like_stop
+from bot.rules.free_text import answers, name_in, sounds_like_stop, written_as_a_name
 from bot.rules.normalise import normalised
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,11 @@ def read_as_answer(parse_data: dict[str, Any], active_loop: str | None,
         return True
     if intent == "stop":
         return not sounds_like_stop(text)
-    return requested_slot in NAME_SLOTS and intent in UNPLACED and name_in(text) is not None
+    if requested_slot not in NAME_SLOTS or name_in(text) is None:
+        return False
+    # A name typed in letters is read as "yes" or "found" often enough ("Sun Hao"): its
+    # shape decides, not the model.
+    return intent in UNPLACED or written_as_a_name(text)
 
 
 def install() -> None:

@@ -47,6 +47,13 @@ def test_questions_and_other_intents_leave_the_slot(text: str, intent: str) -> N
     assert not read_as_answer(parse(text, intent), FORM, "child_name")
 
 
+@pytest.mark.parametrize(("text", "intent"), [("Sun Hao", "affirm"), ("Zhao Min", "card_found")])
+def test_a_name_written_as_names_are_is_an_answer_whatever_the_model_said(
+        text: str, intent: str) -> None:
+    assert read_as_answer(parse(text, intent), FORM, "child_name")
+    assert not read_as_answer(parse(text, intent), FORM, "relationship")
+
+
 def test_only_while_the_form_asks() -> None:
     assert not read_as_answer(parse("uncle", "stop"), None, None)
     assert not read_as_answer(parse("uncle", "stop"), FORM, None)
