@@ -133,29 +133,35 @@ def name_in(text: str) -> str | None:
 
 
 _CAPITALISED = re.compile(r"[A-Z][a-z]{0,9}")
+_LETTERS = re.compile(r"[A-Za-z]{1,10}")
 # Replies a guardian types that are shaped like a name but are none.
 _REPLY_WORDS = frozenset((
     "yes", "yeah", "yep", "ok", "okay", "sure", "no", "nope", "not", "hi", "hello", "hey",
     "thanks", "thank", "you", "bye", "goodbye", "good", "help", "stop", "cancel", "agent",
     "human", "person", "please", "what", "why", "how", "where", "when", "who", "which", "i",
     "my", "me", "it", "is", "the", "a", "card", "lost", "found", "status", "cost", "fee",
-    "wait", "sorry", "again", "back", "done", "ready", "menu", "start", "over"))
+    "wait", "sorry", "again", "back", "done", "ready", "menu", "start", "over", "never",
+    "mind", "later", "now", "see", "ya", "cheers", "great", "fine", "right", "alright",
+    "nothing", "else", "all", "that", "this", "there", "here", "too", "also", "just", "one",
+    "more", "question", "talk", "call", "hotline", "bot", "robot", "real", "anyone",
+    "someone", "do", "does", "can", "will", "not", "don't", "dont", "idk", "know"))
 
 
 def written_as_a_name(text: str) -> bool:
-    """Two or three capitalised words, none a word of a reply: how a name is typed in
-    letters ("Sun Hao"), which the classifier may still read as "yes" or "found".
+    """Two or three words of letters, the first capitalised, none a word of a reply: how a
+    name is typed in letters ("Sun Hao", "Zhou yutong"), which the classifier may still read
+    as "yes", "bye" or "found".
 
-    >>> written_as_a_name("Sun Hao"), written_as_a_name("Ouyang Xiaoming Li")
+    >>> written_as_a_name("Sun Hao"), written_as_a_name("Zhou yutong")
     (True, True)
-    >>> written_as_a_name("Thank You"), written_as_a_name("sun hao"), written_as_a_name("Stop")
+    >>> written_as_a_name("Thank you"), written_as_a_name("sun hao"), written_as_a_name("Stop")
     (False, False, False)
-    >>> written_as_a_name("How Much Is It")
-    False
+    >>> written_as_a_name("How Much Is It"), written_as_a_name("Never mind")
+    (False, False)
     """
     words = (text or "").split()
-    return 2 <= len(words) <= 3 and all(
-        _CAPITALISED.fullmatch(word) and word.lower() not in _REPLY_WORDS for word in words)
+    return 2 <= len(words) <= 3 and _CAPITALISED.fullmatch(words[0]) is not None and all(
+        _LETTERS.fullmatch(word) and word.lower() not in _REPLY_WORDS for word in words)
 
 
 def relationship_in(text: str) -> str | None:

@@ -238,6 +238,7 @@ class WebChatPage:
     def __init__(self, url: str):
         self.url = url
         self.session = uuid.uuid4().hex
+        self.conversation = f"webchat:{self.session}"  # Rasa's name for it
         self.uttered: queue.Queue[dict] = queue.Queue()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -273,10 +274,10 @@ class WebChatPage:
 
     def says(self, faults: Faults, text: str) -> str:
         """Sends one message and returns every bot message of its turn."""
-        users = len(faults.user_events(self.session))
+        users = len(faults.user_events(self.conversation))
         self.emit("user_uttered", {"message": text, "session_id": self.session,
                                    "customData": {"language": "en"}})
-        faults.wait_turn(self.session, users + 1)
+        faults.wait_turn(self.conversation, users + 1)
         got = [self.uttered.get(timeout=30)]
         time.sleep(0.5)  # the rest of the turn's messages, sent together
         while not self.uttered.empty():
@@ -302,7 +303,7 @@ def test_webchat_hostile_text_gets_a_clear_answer_and_the_next_hi_a_greeting(
         faults: Faults, page: WebChatPage, case: str) -> None:
     text, language = HOSTILE[case]
     assert_clear_answer(page.says(faults, text), language)
-    assert_read_capped(faults, page.session, text)
+    assert_read_capped(faults, page.conversation, text)
     assert_greeting(page.says(faults, "hi"))
 
 
