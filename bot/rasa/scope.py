@@ -9,6 +9,11 @@ model's confidence, and the two swap places in the ranking: the reply is the hon
 (the adult's steps, or "outside what I do" with the choices). It sits after DIETClassifier
 and before FallbackClassifier in config.yml, so a low confidence still falls back.
 
+A message that says a child's card is lost and carries details with it is split by the
+classifier between `report_lost_card` and `inform` (the more details, the more `inform`),
+often below the fallback threshold: when those two lead the ranking, it is a report with
+their confidences together (the details are read from it by `action_read_report_details`).
+
 "Delete my data" is recognised by its words alone (`asks_erasure`), with full confidence,
 whatever the model said: a request with legal weight is not left to a classifier's guess,
 and the classifier is not trained on it (one more class lowered its confidence on
@@ -30,9 +35,9 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 
 from bot.rasa.normaliser import _Stateless
-from bot.rules.free_text import asks_erasure, outside_scope
+from bot.rules.free_text import asks_erasure, loss_with_details, outside_scope
 
-REPORT, OUTSIDE = "report_lost_card", "out_of_scope"
+REPORT, OUTSIDE, DETAILS = "report_lost_card", "out_of_scope", "inform"
 ERASE = "delete_my_data"
 
 
@@ -58,6 +63,16 @@ class ScopeCheck(_Stateless):
                 message.set(INTENT_RANKING_KEY,
                             [{INTENT_NAME_KEY: ERASE, PREDICTED_CONFIDENCE_KEY: 1.0}, *ranking],
                             add_to_output=True)
+                continue
+            ranking = list(message.get(INTENT_RANKING_KEY) or [])
+            leading = {entry[INTENT_NAME_KEY] for entry in ranking[:2]}
+            if leading == {REPORT, DETAILS} and loss_with_details(message.get(TEXT)):
+                together = sum(entry[PREDICTED_CONFIDENCE_KEY] for entry in ranking[:2])
+                message.set(INTENT, {INTENT_NAME_KEY: REPORT,
+                                     PREDICTED_CONFIDENCE_KEY: together}, add_to_output=True)
+                message.set(INTENT_RANKING_KEY, [
+                    {INTENT_NAME_KEY: REPORT, PREDICTED_CONFIDENCE_KEY: together},
+                    *ranking[2:]], add_to_output=True)
                 continue
             if intent.get(INTENT_NAME_KEY) != REPORT or not outside_scope(message.get(TEXT)):
                 continue

@@ -252,6 +252,22 @@ def other_card_lost_in(text: str) -> bool:
     return bool(_OTHER_LOST.search(text or "")) and not _OURS.search(text or "")
 
 
+def loss_with_details(text: str) -> bool:
+    """A child's card said to be lost, in a message that carries details too: a loss report
+    however much of it is details (the classifier splits it between a report and `inform`).
+
+    >>> loss_with_details("My son lost his social security card. His ID is 11010520170101205X")
+    True
+    >>> loss_with_details("孩子的社保卡丢了，身份证号11010520170101205X")
+    True
+    >>> loss_with_details("Li Ming")
+    False
+    """
+    text = text or ""
+    return bool(_LOST.search(text) and (_A_CHILD.search(text) or _OURS.search(text))) \
+        and not outside_scope(text)
+
+
 def outside_scope(text: str) -> bool:
     """A lost card the assistant does not file for: an adult's own, or another kind."""
     return own_card_in(text) or other_card_lost_in(text)

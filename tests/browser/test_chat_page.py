@@ -167,7 +167,7 @@ def test_card_ready_reaches_the_open_page(phone: ChatPage) -> None:
     session = phone.session_id()
     card = phone.stack.settings.card_service_url
     filed = requests.post(
-        f"{card}/v1/loss-reports", json=people.report_body(conversation_id=session),
+        f"{card}/v1/loss-reports", json=people.report_body(conversation_id=f"webchat:{session}"),
         headers={"Authorization": f"Bearer {phone.stack.settings.card_service_token}",
                  "Idempotency-Key": str(uuid.uuid4())}, timeout=30)
     assert filed.status_code == 201, filed.text

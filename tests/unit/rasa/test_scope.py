@@ -52,3 +52,14 @@ def test_a_plain_request_to_delete_is_that_request_whatever_the_model_said(text:
 @pytest.mark.parametrize("text", ["wait, delete the number I typed", "把刚才的号码删掉"])
 def test_correcting_a_detail_is_no_request_to_delete(text: str) -> None:
     assert classified(text, [("stop", 0.7)]).get("intent")["name"] == "stop"
+
+
+def test_a_loss_told_with_its_details_is_a_report_whatever_the_split() -> None:
+    text = ("My son Huang haoran lost his social security card, please report it. His ID is "
+            "11010520170101205X. I'm his mum, phone 137 0013 5566")
+    message = classified(text, [("report_lost_card", 0.53), ("inform", 0.46), ("greet", 0.01)])
+    assert message.get("intent") == {"name": "report_lost_card", "confidence": 0.99}
+    # Details alone stay details.
+    alone = classified("his ID is 11010520170101205X", [("inform", 0.53),
+                                                         ("report_lost_card", 0.46)])
+    assert alone.get("intent")["name"] == "inform"
