@@ -137,15 +137,13 @@ class Pseudonyms:
 
     PREFIX = "u"  # never the start of Twilio's "whatsapp:+86..."
 
-    def __init__(self, redis_url: str, vault: Vault | None, keep_seconds: int) -> None:
-        self.redis_url, self.vault, self.keep_seconds = redis_url, vault, keep_seconds
-        self._redis: Any = None
+    def __init__(self, buttons: ButtonMemory, vault: Vault | None, keep_seconds: int) -> None:
+        # The button memory's client: made inside the running loop, closed with it.
+        self.buttons, self.vault, self.keep_seconds = buttons, vault, keep_seconds
 
     @property
     def redis(self) -> Any:
-        if self._redis is None:  # made inside the running event loop
-            self._redis = bot_redis.async_client(self.redis_url, "store", decode_responses=True)
-        return self._redis
+        return self.buttons.redis
 
     def _key(self, name: str) -> str:
         return f"{bot_redis.WHATSAPP}:users:{name}"
@@ -166,10 +164,6 @@ class Pseudonyms:
             return name  # Twilio's own form of a number: "whatsapp:+86..."
         sealed = await self.redis.get(self._key(name))
         return self.vault.decrypt(sealed, self._key(name)) if sealed else None
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.close()
 
 
 class AsyncTwilioOutput(ChannelOutput, TwilioOutput):
@@ -228,7 +222,7 @@ class SignedTwilioInput(ChannelInput, TwilioInput):
         self.buttons = ButtonMemory(config.redis_url, bot_redis.WHATSAPP)
         current = bot_settings.settings()
         self.pseudonyms = Pseudonyms(
-            config.redis_url, current.vault() if current.data_encryption_key else None,
+            self.buttons, current.vault() if current.data_encryption_key else None,
             current.tracker_expiry_seconds)
         self._http: AsyncTwilioHttpClient | None = None
 
@@ -288,6 +282,5 @@ class SignedTwilioInput(ChannelInput, TwilioInput):
             if self._http is not None:
                 await self._http.close()
             await self.buttons.close()
-            await self.pseudonyms.close()
 
         return whatsapp

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -153,6 +153,18 @@ def service(card_service_factory: Callable[..., CardService]) -> CardService:
     return card_service_factory(REPORT_RETENTION_DAYS=str(DAYS))
 
 
+@pytest.fixture
+def notified(card_service_factory: Callable[..., CardService]
+             ) -> Iterator[tuple[CardService, RasaStandIn]]:
+    """A card service whose notices go to a Rasa stand-in, retried within a second."""
+    rasa = RasaStandIn(free_port()).start()
+    try:
+        yield card_service_factory(REPORT_RETENTION_DAYS=str(DAYS), RASA_URL=rasa.url,
+                                   CARD_SERVICE_OUTBOX_MAX_DELAY="1"), rasa
+    finally:
+        rasa.stop()
+
+
 # Retention.
 def test_personal_data_goes_the_set_days_after_collection(service: CardService) -> None:
     family = Guardian(401)
@@ -206,23 +218,18 @@ def test_the_service_sweeps_by_itself(service: CardService) -> None:
 
 
 def test_the_filing_conversation_is_told_to_forget_once_retention_ran_out(
-        card_service_factory: Callable[..., CardService]) -> None:
-    rasa = RasaStandIn(free_port()).start()
-    try:
-        service = card_service_factory(REPORT_RETENTION_DAYS=str(DAYS), RASA_URL=rasa.url,
-                                       CARD_SERVICE_OUTBOX_MAX_DELAY="1")
-        family = Guardian(481)
-        reference = file(service, family)
-        move(service, reference, statuses.CANCELLED)
-        assert erased_count(purge(service, DAYS)) == 1
-        wait_for(lambda: len(rasa.received) >= 1, 15, "the forget notice")
-        assert rasa.received[0]["path"].startswith(f"/conversations/{family.conversation}/")
-        assert rasa.received[0]["body"] == {"name": "EXTERNAL_forget"}
-        wait_for(lambda: family.conversation not in stored(service), 10, "the notice gone")
-        assert_erased(service, reference, family)
-        assert "notified_at" not in report_fields(service, reference)  # nobody was told
-    finally:
-        rasa.stop()
+        notified: tuple[CardService, RasaStandIn]) -> None:
+    service, rasa = notified
+    family = Guardian(481)
+    reference = file(service, family)
+    move(service, reference, statuses.CANCELLED)
+    assert erased_count(purge(service, DAYS)) == 1
+    wait_for(lambda: len(rasa.received) >= 1, 15, "the forget notice")
+    assert rasa.received[0]["path"].startswith(f"/conversations/{family.conversation}/")
+    assert rasa.received[0]["body"] == {"name": "EXTERNAL_forget"}
+    wait_for(lambda: family.conversation not in stored(service), 10, "the notice gone")
+    assert_erased(service, reference, family)
+    assert "notified_at" not in report_fields(service, reference)  # nobody was told
 
 
 def test_a_lapsed_report_counts_from_its_lapse(service: CardService) -> None:
@@ -314,34 +321,29 @@ def test_erase_on_a_final_report_erases_now(service: CardService) -> None:
 
 
 def test_erase_on_an_active_report_waits_for_collection(
-        card_service_factory: Callable[..., CardService]) -> None:
-    rasa = RasaStandIn(free_port()).start()
-    try:
-        service = card_service_factory(REPORT_RETENTION_DAYS=str(DAYS), RASA_URL=rasa.url,
-                                       CARD_SERVICE_OUTBOX_MAX_DELAY="1")
-        family = Guardian(461)
-        reference = file(service, family)
-        move(service, reference, statuses.REPORTED_WRITTEN)
-        response = erase(service, reference, family.conversation)
-        assert response.status_code == 200, response.text
-        assert response.json() == {"reference": reference, "status": "reported_written",
-                                   "personal_data": "kept", "erase_after_days": 0,
-                                   "reason": "active"}
-        assert set(report_fields(service, reference)) >= set(REPORT_FIELDS)
-        seen = lookup(service, reference, family).json()
-        assert seen["personal_data"] == "kept" and seen["erase_requested_at"]
-        # The card is still made and its notice still reaches the conversation.
-        move(service, reference, statuses.REPLACEMENT_APPLIED, statuses.IN_PRODUCTION,
-             statuses.READY_FOR_COLLECTION)
-        wait_for(lambda: len(rasa.received) >= 1, 15, "the card-ready notice")
-        assert rasa.received[0]["path"].startswith(f"/conversations/{family.conversation}/")
-        assert report_fields(service, reference)["guardian_id"].startswith("v2:")
-        # Collected: erased at once, not DAYS later.
-        collected = move(service, reference, statuses.COLLECTED).json()
-        assert collected["personal_data"] == "erased"
-        assert_erased(service, reference, family)
-    finally:
-        rasa.stop()
+        notified: tuple[CardService, RasaStandIn]) -> None:
+    service, rasa = notified
+    family = Guardian(461)
+    reference = file(service, family)
+    move(service, reference, statuses.REPORTED_WRITTEN)
+    response = erase(service, reference, family.conversation)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"reference": reference, "status": "reported_written",
+                               "personal_data": "kept", "erase_after_days": 0,
+                               "reason": "active"}
+    assert set(report_fields(service, reference)) >= set(REPORT_FIELDS)
+    seen = lookup(service, reference, family).json()
+    assert seen["personal_data"] == "kept" and seen["erase_requested_at"]
+    # The card is still made and its notice still reaches the conversation.
+    move(service, reference, statuses.REPLACEMENT_APPLIED, statuses.IN_PRODUCTION,
+         statuses.READY_FOR_COLLECTION)
+    wait_for(lambda: len(rasa.received) >= 1, 15, "the card-ready notice")
+    assert rasa.received[0]["path"].startswith(f"/conversations/{family.conversation}/")
+    assert report_fields(service, reference)["guardian_id"].startswith("v2:")
+    # Collected: erased at once, not DAYS later.
+    collected = move(service, reference, statuses.COLLECTED).json()
+    assert collected["personal_data"] == "erased"
+    assert_erased(service, reference, family)
 
 
 def test_an_asked_report_that_lapses_is_erased_at_its_lapse(service: CardService) -> None:

@@ -76,16 +76,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, telegram: TelegramServer,
     (log_dir / "redis").mkdir()
     redis_server = RedisServer(log_dir / "redis", log_dir).start()
     running = Stack(redis_server.url, log_dir, extra_env={
-        "TELEGRAM_ACCESS_TOKEN": telegram.token,
-        "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
-        "TELEGRAM_WEBHOOK_URL": TELEGRAM_PUBLIC_URL,
-        "TELEGRAM_API_BASE": telegram.url,
-        "TWILIO_ACCOUNT_SID": twilio.account_sid,
-        "TWILIO_AUTH_TOKEN": twilio.auth_token,
-        "TWILIO_NUMBER": WHATSAPP_NUMBER,
-        # Behind a proxy: Twilio signs the public URL, not the one Rasa sees.
-        "TWILIO_WEBHOOK_URL": WHATSAPP_PUBLIC_URL,
-        "TWILIO_API_BASE": twilio.url,
+        **telegram.env(TELEGRAM_SECRET, TELEGRAM_PUBLIC_URL),
+        **twilio.env(WHATSAPP_NUMBER, WHATSAPP_PUBLIC_URL),
         "FACEBOOK_VERIFY": FACEBOOK_VERIFY,
         "FACEBOOK_SECRET": FACEBOOK_SECRET,
         "FACEBOOK_PAGE_ACCESS_TOKEN": graph.page_access_token,

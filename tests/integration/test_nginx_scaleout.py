@@ -34,10 +34,8 @@ from requests.adapters import HTTPAdapter
 from websockets.exceptions import InvalidStatusCode
 from websockets.legacy.client import connect
 
-from bot.rasa.scrub import mask_name
-from bot.rules.identity import masked_numbers
 from tests.testkit.nginx import MISSING, NGINX, Nginx
-from tests.testkit.people import child_id, guardian_id
+from tests.testkit.people import as_kept, child_id, guardian_id
 from tests.testkit.redis_server import RedisServer
 from tests.testkit.stack import Stack, texts
 
@@ -128,8 +126,7 @@ def test_one_report_over_rest_hops_between_both_rasas_and_stays_whole(cluster: C
         events = stack.tracker(sender)["events"]
         said = [event["text"] for event in events if event["event"] == "user"]
         # Every message, in order, as it is kept once filed: numbers and names masked.
-        kept = [mask_name(m) if m in ("Li Ming", "Li Qiang") else masked_numbers(m)
-                for m in messages]
+        kept = [as_kept(m, ("Li Ming", "Li Qiang")) for m in messages]
         assert said == kept, f"tracker on {cluster.address(stack)}"
 
     for process in [cluster.nginx.process, *cluster.one.processes.values(),

@@ -654,15 +654,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     stack = Stack(server.url, directory, {
         # As production runs it; set, so that the runner's own LOG_LEVEL cannot change it.
         "LOG_LEVEL": "INFO",
-        "TELEGRAM_ACCESS_TOKEN": telegram.token,
-        "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
-        "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/webhooks/telegram/webhook",
-        "TELEGRAM_API_BASE": telegram.url,
-        "TWILIO_ACCOUNT_SID": twilio.account_sid,
-        "TWILIO_AUTH_TOKEN": twilio.auth_token,
-        "TWILIO_NUMBER": WHATSAPP_NUMBER,
-        "TWILIO_WEBHOOK_URL": WHATSAPP_PUBLIC_URL,
-        "TWILIO_API_BASE": twilio.url,
+        **telegram.env(TELEGRAM_SECRET, "https://bot.example.com/webhooks/telegram/webhook"),
+        **twilio.env(WHATSAPP_NUMBER, WHATSAPP_PUBLIC_URL),
     })
     # The second pair, at DEBUG: its own Rasa and action server, the same Redis and card
     # service.

@@ -115,6 +115,11 @@ class TelegramServer(RecordingServer):
         self.token = token
         self._message_ids = itertools.count(1)
 
+    def env(self, secret: str, webhook_url: str) -> dict[str, str]:
+        """The settings that point our Telegram channel at this server."""
+        return {"TELEGRAM_ACCESS_TOKEN": self.token, "TELEGRAM_SECRET_TOKEN": secret,
+                "TELEGRAM_WEBHOOK_URL": webhook_url, "TELEGRAM_API_BASE": self.url}
+
     def messages_to(self, chat_id: int | str) -> list[str]:
         return [c.fields["text"] for c in self.calls_to("sendMessage")
                 if str(c.fields.get("chat_id")) == str(chat_id)]
@@ -185,6 +190,13 @@ class TwilioServer(RecordingServer):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self._sids = itertools.count(1)
+
+    def env(self, number: str, webhook_url: str) -> dict[str, str]:
+        """The settings that point our WhatsApp channel at this server; `webhook_url` is the
+        public one Twilio signs (behind a proxy, not the one Rasa sees)."""
+        return {"TWILIO_ACCOUNT_SID": self.account_sid, "TWILIO_AUTH_TOKEN": self.auth_token,
+                "TWILIO_NUMBER": number, "TWILIO_WEBHOOK_URL": webhook_url,
+                "TWILIO_API_BASE": self.url}
 
     def messages_to(self, to: str) -> list[str]:
         return [c.fields["Body"] for c in self.calls_to("Messages") if c.fields.get("To") == to]

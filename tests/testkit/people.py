@@ -6,6 +6,9 @@ import datetime as dt
 
 from stdnum.cn import ric
 
+from bot.rasa.scrub import mask_name
+from bot.rules.identity import masked_numbers
+
 REGION_CODES = ("110105", "310101", "510104", "610102", "440106", "440305", "330102", "420102")
 
 
@@ -40,3 +43,9 @@ def report_body(conversation_id: str = "conv-1", city: str = "北京",
 def with_check_character(first17: str) -> str:
     """Any 17 digits made into a number whose check character is right."""
     return first17 + ric.calc_check_digit(first17 + "0")
+
+
+def as_kept(message: str, names: tuple[str, ...]) -> str:
+    """A message as a filed conversation keeps it: a name the form held (one of `names`)
+    masked, every whole ID and mobile number masked."""
+    return mask_name(message) if message in names else masked_numbers(message)
