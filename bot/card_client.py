@@ -86,6 +86,10 @@ class LossReport:
     guardian_id_masked: str = ""
     created: bool = False  # True only on the 201 that filed it
     personal_data: str = "kept"  # "erased": its retention ran out or its guardian asked
+    phone_masked: str = ""
+    notified_at: str = ""  # when the card-ready notice reached the guardian, and how
+    notified_by: str = ""
+    sms_consent: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any], created: bool = False) -> LossReport:
@@ -103,6 +107,10 @@ class LossReport:
             guardian_id_masked=data["guardian"]["id_number_masked"] or "",
             created=created,
             personal_data=data.get("personal_data", "kept"),
+            phone_masked=(data.get("guardian") or {}).get("phone_masked") or "",
+            notified_at=data.get("notified_at") or "",
+            notified_by=data.get("notified_by") or "",
+            sms_consent=bool(data.get("sms_consent")),
         )
 
 
@@ -187,6 +195,14 @@ class CardClient:
                               {"conversation_id": conversation_id}, retry=False)
         return Erasure.from_json(response.json())
 
+    def sms_consent(self, reference: str, conversation_id: str, consent: bool) -> LossReport:
+        """Whether the guardian of the report this conversation filed may be texted its
+        notices. NotFound for another conversation's report."""
+        response = self._call("POST", f"/v1/loss-reports/{_segment(reference)}/sms-consent",
+                              {"conversation_id": conversation_id, "consent": consent},
+                              retry=True)  # setting it twice is harmless
+        return LossReport.from_json(response.json())
+
     def region(self, city: str) -> Region:
         response = self._call("GET", f"/v1/regions/{_segment(city)}", retry=True)
         return Region.from_json(response.json())
@@ -200,6 +216,12 @@ class CardClient:
     def get_report(self, reference: str) -> LossReport:
         response = self._call("GET", f"/v1/loss-reports/{_segment(reference)}", retry=True)
         return LossReport.from_json(response.json())
+
+    def notices(self, reference: str) -> list[dict[str, Any]]:
+        """The report's notice ledger (staff): each notice with its attempts."""
+        response = self._call("GET", f"/v1/loss-reports/{_segment(reference)}/notices",
+                              retry=True)
+        return list(response.json()["notices"])
 
     def set_status(self, reference: str, status: str) -> LossReport:
         response = self._call("POST", f"/v1/loss-reports/{_segment(reference)}/events",
@@ -221,6 +243,10 @@ class CardClient:
 
     async def erase_async(self, reference: str, conversation_id: str) -> Erasure:
         return await asyncio.to_thread(self.erase, reference, conversation_id)
+
+    async def sms_consent_async(self, reference: str, conversation_id: str,
+                                consent: bool) -> LossReport:
+        return await asyncio.to_thread(self.sms_consent, reference, conversation_id, consent)
 
     async def region_async(self, city: str) -> Region:
         return await asyncio.to_thread(self.region, city)

@@ -1,5 +1,5 @@
-"""`python -m card_service serve | purge | list | show | advance`: the service, its retention
-sweep for cron, and the staff tool."""
+"""`python -m card_service serve | purge | list | show | notices | advance`: the service, its
+retention sweep for cron, and the staff tool."""
 
 from __future__ import annotations
 
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     listing.add_argument("--limit", type=int, default=50)
     show = commands.add_parser("show", help="one report with its history (staff)")
     show.add_argument("reference")
+    ledger = commands.add_parser("notices", help="a report's notices, every attempt (staff)")
+    ledger.add_argument("reference")
     advance = commands.add_parser("advance", help="move a report on (staff)")
     advance.add_argument("reference")
     advance.add_argument("--to", choices=sorted(statuses.STAFF_SETTABLE),
@@ -115,6 +117,15 @@ def main(argv: list[str] | None = None) -> None:
             print_report(report)
             for entry in report.history:
                 print(f"  {entry.at}  {entry.status}")
+        elif args.command == "notices":
+            found = client.notices(args.reference)
+            for notice in found:
+                print(f"{notice['id']}  {notice['state']}  by {notice['delivered_path'] or '-'}"
+                      f"  paths {' > '.join(notice['paths']) or '(none)'}")
+                for attempt in notice["attempts"]:
+                    print(f"  {attempt['at']}  {attempt['path']:<17} {attempt['outcome']:<11}"
+                          f" {attempt['code']} {attempt['detail']}".rstrip())
+            print(f"{len(found)} notice(s)")
         else:
             report = client.get_report(args.reference)
             target = args.to or statuses.next_on_main_line(report.status)

@@ -22,8 +22,10 @@ from bot import redis as bot_redis
 from bot.rules import identity, regions, statuses
 from bot.settings import Settings
 from card_service import validation
+from card_service.notices import Ledger
 from card_service.openapi import document
 from card_service.outbox import Outbox
+from card_service.sms import make_sms
 from card_service.store import ASKED, Backoff, Clock, Limit, Store, effective_status, iso, lapses_at
 
 log = logging.getLogger("card_service")
@@ -179,6 +181,10 @@ class Service:
                          "phone_masked": record.get("phone_masked"),
                          "relationship": record.get("relationship")},
             "notified_at": record.get("notified_at"),
+            # How the card-ready notice reached the guardian ("page", "sms"...), when it did.
+            "notified_by": record.get("notified_by"),
+            "reminded_at": record.get("reminded_at"),
+            "sms_consent": record.get("sms_consent") == "yes",
             "personal_data": "erased" if "personal_data_erased_at" in record else "kept",
             "personal_data_erased_at": record.get("personal_data_erased_at"),
             "erase_requested_at": record.get("erase_requested_at"),
@@ -203,6 +209,9 @@ class Sweeper:
                                                 self.retention_days)
                 if erased:
                     log.info("retention: personal data of %d report(s) erased", erased)
+                reminded = await self.store.remind(self.clock.now(), self.clock.today())
+                if reminded:
+                    log.info("notices: %d lapse reminder(s) due", reminded)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
                 log.warning("retention: redis unavailable (%s); trying again in %s s",
                             type(error).__name__, SWEEP_SECONDS)
@@ -253,11 +262,14 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
         client = bot_redis.async_client(settings.redis_url, "store", retry_on_timeout=True,
                                         health_check_interval=30)
         service.store = Store(client)
+        service.store.remind_days_before = settings.lapse_reminder_days
 
     @app.after_server_start
     async def start_outbox(app: Sanic, _loop: Any) -> None:
         outbox = Outbox(service.store, service.clock, settings.rasa_url,
-                        settings.rasa_jwt_secret, settings.outbox_max_delay_seconds)
+                        settings.rasa_jwt_secret, settings.outbox_max_delay_seconds,
+                        vault=service.vault, sms=make_sms(settings),
+                        queue_wait_hours=settings.notice_queue_wait_hours)
         app.ctx.outbox = outbox
         app.ctx.outbox_task = asyncio.get_running_loop().create_task(outbox.run())
         log.info("card service ready on %s:%s", settings.bind_host, settings.card_service_port)
@@ -467,6 +479,41 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
         return json_response({"reference": canonical, "status": done.status,
                               "personal_data": "erased"})
 
+    @app.post("/v1/loss-reports/<reference:str>/sms-consent")
+    async def sms_consent(request: Request, reference: str) -> HTTPResponse:
+        """The filing conversation says whether its guardian may be texted the notices at
+        the phone number of the report; anyone else gets the unknown-reference 404."""
+        service.role_of(request, SERVICE)
+        body = json_body(request)
+        conversation, fields = validation.conversation_id(body)
+        consent = body.get("consent")
+        if not isinstance(consent, bool):
+            fields = {**fields, "consent": identity.MISSING if consent is None
+                      else validation.TYPE}
+        if conversation is None or not isinstance(consent, bool):
+            raise ApiError(422, "invalid_fields", "conversation_id (string) and consent "
+                           "(true or false) are required.", fields)
+        canonical = path_reference(reference)
+        found = await service.store.get(canonical) if canonical else None
+        filer = found[0].get("conversation_id", "") if found else ""
+        if canonical is None or not filer or not hmac.compare_digest(_digest(conversation),
+                                                                     _digest(filer)):
+            raise ApiError(404, "not_found", UNKNOWN_REFERENCE)
+        await service.store.redis.hset(service.store.report_key(canonical), mapping={
+            "sms_consent": "yes" if consent else "no", "sms_consent_at": iso(service.clock.now())})
+        log.info("%s: SMS notices %s", canonical, "agreed" if consent else "declined")
+        after = await service.store.get(canonical)
+        assert after is not None
+        return json_response(service.view(canonical, *after))
+
+    @app.get("/v1/loss-reports/<reference:str>/notices")
+    async def report_notices(request: Request, reference: str) -> HTTPResponse:
+        """The notice ledger of a report: every notice, every attempt (staff)."""
+        service.role_of(request, STAFF)
+        canonical, _ = await known(reference)
+        return json_response({"reference": canonical,
+                              "notices": await Ledger(service.store.redis).of_report(canonical)})
+
     @app.get("/v1/loss-reports")
     async def list_reports(request: Request) -> HTTPResponse:
         service.role_of(request, STAFF)
@@ -490,11 +537,16 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
     @app.get("/v1/loss-reports/<reference:str>")
     async def show_report(request: Request, reference: str) -> HTTPResponse:
         service.role_of(request, STAFF)
+        canonical, found = await known(reference)
+        return json_response(service.view(canonical, *found))
+
+    async def known(reference: str) -> tuple[str, tuple[dict[str, str], list[Any]]]:
+        """The report a path names, in its canonical spelling; else the unknown 404."""
         canonical = path_reference(reference)
         found = await service.store.get(canonical) if canonical else None
         if canonical is None or found is None:
             raise ApiError(404, "not_found", UNKNOWN_REFERENCE)
-        return json_response(service.view(canonical, *found))
+        return canonical, found
 
     return app
 

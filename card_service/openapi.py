@@ -84,6 +84,37 @@ SCHEMAS: dict[str, Any] = {
                                             "(0: the request is remembered)"},
         "reason": {"type": "string", "enum": ["active"],
                    "description": "with kept: the card is still being replaced"}}},
+    "SmsConsent": {"type": "object", "required": ["conversation_id", "consent"], "properties": {
+        "conversation_id": {**TEXT, "maxLength": 200,
+                            "description": "the conversation that filed the report"},
+        "consent": {"type": "boolean",
+                    "description": "true: the notices may also go by SMS to the report's "
+                                   "phone number"}}},
+    "NoticeAttempt": {"type": "object", "properties": {
+        "at": {"type": "string", "format": "date-time"},
+        "path": {"type": "string", "description": "render, page, customer_service, "
+                                                  "subscription, template, session, "
+                                                  "standard, utility, message, sms"},
+        "outcome": {"type": "string",
+                    "enum": ["seen", "queued", "retry", "fallback", "unreachable"]},
+        "code": {"type": "string", "description": "the provider's error code, if any"},
+        "detail": {"type": "string"}}},
+    "Notice": {"type": "object", "properties": {
+        "id": {"type": "string"}, "kind": {"type": "string",
+                                           "enum": ["card_ready", "lapse_reminder"]},
+        "channel": {"type": "string"},
+        "paths": {"type": "array", "items": {"type": "string"},
+                  "description": "tried in this order"},
+        "path": {"type": "string", "nullable": True, "description": "the one being tried"},
+        "state": {"type": "string",
+                  "enum": ["pending", "queued", "delivered", "undeliverable"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "delivered_at": {"type": "string", "format": "date-time", "nullable": True},
+        "delivered_path": {"type": "string", "nullable": True},
+        "attempts": {"type": "array", "items": {"$ref": REF + "NoticeAttempt"}}}},
+    "NoticeLedger": {"type": "object", "properties": {
+        "reference": {"type": "string"},
+        "notices": {"type": "array", "items": {"$ref": REF + "Notice"}}}},
     "Event": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": sorted(statuses.STAFF_SETTABLE)}}},
     "HistoryEntry": {"type": "object", "properties": {
@@ -114,7 +145,13 @@ SCHEMAS: dict[str, Any] = {
         "child": {"type": "object", "properties": {"id_number_masked": PERSONAL}},
         "guardian": {"type": "object", "properties": {
             "id_number_masked": PERSONAL, "phone_masked": PERSONAL, "relationship": PERSONAL}},
-        "notified_at": {"type": "string", "nullable": True},
+        "notified_at": {"type": "string", "nullable": True,
+                        "description": "when the card-ready notice was seen"},
+        "notified_by": {"type": "string", "nullable": True,
+                        "description": "the path that delivered it (page, sms...)"},
+        "reminded_at": {"type": "string", "nullable": True,
+                        "description": "when the lapse reminder was seen"},
+        "sms_consent": {"type": "boolean"},
         "personal_data": {"type": "string", "enum": ["kept", "erased"]},
         "personal_data_erased_at": {"type": "string", "format": "date-time", "nullable": True},
         "erase_requested_at": {"type": "string", "format": "date-time", "nullable": True}}},
@@ -180,6 +217,18 @@ PATHS: dict[str, Any] = {
                       **AUTH_ERRORS, **BODY_ERRORS,
                       "404": _error("Unknown reference, another conversation, or already "
                                     "erased (same answer)")}}},
+    "/v1/loss-reports/{reference}/sms-consent": {"post": {
+        "summary": "The filing conversation says whether the notices may also go by SMS "
+                   "(service token)",
+        "parameters": [REFERENCE], "requestBody": _body("SmsConsent"),
+        "responses": {"200": _json("LossReport", "Recorded"), **AUTH_ERRORS, **BODY_ERRORS,
+                      "404": _error("Unknown reference or another conversation (same "
+                                    "answer)")}}},
+    "/v1/loss-reports/{reference}/notices": {"get": {
+        "summary": "The report's notices and every attempt to deliver them (staff token)",
+        "parameters": [REFERENCE],
+        "responses": {"200": _json("NoticeLedger", "The ledger"), **AUTH_ERRORS,
+                      "404": _error("No such report")}}},
     "/v1/loss-reports/{reference}/events": {"post": {
         "summary": "Move a report to its next status (staff token)",
         "parameters": [REFERENCE], "requestBody": _body("Event"),

@@ -20,8 +20,13 @@ Keys (prefix `cardsvc:`, bot.redis.CARD_SERVICE):
                         (the backoff), so Redis ends it and Retry-After reads it
   (Each attempt counts as a failure the moment it is let through and a success gives it back,
   so concurrent attempts cannot slip past a limit together.)
-  outbox                zset: notification id -> next attempt (ms); the reliable queue
+  reminders             zset: reference -> when to remind that its temporary report lapses
+                        (ms); moved to the outbox then, if the report is still temporary
+  outbox                zset: notification id -> next attempt (ms, on the service's clock);
+                        the reliable queue. Ids: <ref>:<status> (card ready),
+                        <ref>:lapse_reminder, <ref>:forget
   outbox:payload, outbox:attempts       hashes by notification id
+(The notice ledger: card_service/notices.py.)
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ from bot.rules import statuses
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
 CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 RETENTION, ASKED, INDEXED = "retention", "retention:asked", "retention:indexed"
+REMINDERS = "reminders"
+REMIND_AT = dt.time(10)  # in China: a reminder in the morning, not at midnight
+LAPSE_REMINDER_INTENT = "EXTERNAL_lapse_reminder"
 # What erasure removes from a report: every sealed field and everything else that points at
 # the child, the guardian or their conversation (hashes, masked numbers, typed city, the
 # idempotency key's name). Kept: reference, region, status, history and the dates.
@@ -51,17 +59,18 @@ PERSONAL_FIELDS = (*REPORT_FIELDS, "guardian_hash", "child_hash", "filer_hash",
                    "city", "conversation_id", "idem")
 
 # ARGV: fingerprint, reference, filed at, history entry, idempotency TTL, lapses at (ms, or
-#       '' if it cannot lapse), then the fields.
+#       '' if it cannot lapse), remind at (ms, or ''), then the fields.
 _CREATE = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return {'existing', existing} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision', ''} end
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], 'idem', KEYS[1], unpack(fields))
 redis.call('RPUSH', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], ARGV[6], ARGV[2]) end
+if ARGV[7] ~= '' then redis.call('ZADD', KEYS[6], ARGV[7], ARGV[2]) end
 redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[1], 'EX', ARGV[5])
 return {'created', ''}
 """
@@ -154,6 +163,34 @@ end
 return due
 """
 
+# KEYS: outbox, outbox:payload. ARGV: outbox id, payload.
+_SAVE_PAYLOAD = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+"""
+
+# Due lapse reminders into the outbox, each only if its report is still temporary and not
+# yet lapsed. KEYS: reminders, outbox, outbox:payload. ARGV: now ms, today, temporary
+# status, report key prefix, intent, limit.
+_REMIND = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[6])
+local queued = 0
+for _, reference in ipairs(due) do
+  redis.call('ZREM', KEYS[1], reference)
+  local report = ARGV[4] .. reference
+  local status = redis.call('HGET', report, 'status')
+  local conversation = redis.call('HGET', report, 'conversation_id')
+  if status == ARGV[3] and conversation
+     and redis.call('HGET', report, 'valid_until') >= ARGV[2] then
+    local id = reference .. ':lapse_reminder'
+    redis.call('HSET', KEYS[3], id, cjson.encode({reference = reference,
+      conversation_id = conversation, intent = ARGV[5], kind = 'lapse_reminder'}))
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[1], id)
+    queued = queued + 1
+  end
+end
+return queued
+"""
+
 # Erase a final report's personal data, or, for a guardian's request (ask), remember the
 # request while the report is still active. With an index (KEYS position 2 or 3), only if
 # its entry there is at or before the cutoff: a sweep never erases early.
@@ -216,6 +253,7 @@ if ARGV[5] ~= '1' and tonumber(ARGV[3]) ~= 3 and conversation then
 end
 redis.call('HDEL', KEYS[1], unpack(rules.fields))
 -- A notice still waiting names the conversation; the report is final, so it is moot.
+redis.call('ZREM', rules.reminders, reference)
 for _, target in ipairs(rules.notify) do
   local id = reference .. ':' .. target
   redis.call('ZREM', KEYS[4], id)
@@ -228,7 +266,9 @@ return {'erased', status}
 """
 _ERASE_RULES = json.dumps({"temporary": statuses.REPORTED_TEMPORARY, "expired": statuses.EXPIRED,
                            "final": sorted(statuses.TERMINAL), "fields": PERSONAL_FIELDS,
-                           "notify": sorted(statuses.NOTIFY_ON),  # outbox ids: <ref>:<status>
+                           # outbox ids: <ref>:<status>, <ref>:lapse_reminder
+                           "notify": [*sorted(statuses.NOTIFY_ON), "lapse_reminder"],
+                           "reminders": PREFIX + REMINDERS,
                            "forget": FORGET_INTENT})
 
 # A report filed before the retention index: in it from its lapse if still temporary, from
@@ -355,6 +395,9 @@ class Store:
         self._claim = client.register_script(_CLAIM)
         self._erase = client.register_script(_ERASE)
         self._index = client.register_script(_INDEX)
+        self._save_payload = client.register_script(_SAVE_PAYLOAD)
+        self._remind = client.register_script(_REMIND)
+        self.remind_days_before = 2  # 0: no lapse reminder
 
     @staticmethod
     def report_key(reference: str) -> str:
@@ -374,9 +417,9 @@ class Store:
             if fields.get("status") == statuses.REPORTED_TEMPORARY else ""
         outcome, existing = await self._create(
             keys=[idem, self.report_key(reference), self.history_key(reference),
-                  PREFIX + "reports", PREFIX + RETENTION],
+                  PREFIX + "reports", PREFIX + RETENTION, PREFIX + REMINDERS],
             args=[fingerprint, reference, at.timestamp(), entry, IDEMPOTENCY_TTL_SECONDS,
-                  lapse, *pairs],
+                  lapse, self.remind_at(fields, at), *pairs],
         )
         outcome = _text(outcome)
         if outcome == "collision":
@@ -386,6 +429,23 @@ class Store:
             same = old_fingerprint == fingerprint
             return Created("existing" if same else "mismatch", old_reference)
         return Created("created", reference)
+
+    def remind_at(self, fields: dict[str, str], at: dt.datetime) -> int | str:
+        """When to remind that a temporary report lapses: `remind_days_before` its last valid
+        day, in the morning; '' if never (not temporary, no reminder, or already past)."""
+        if not self.remind_days_before or fields.get("status") != statuses.REPORTED_TEMPORARY:
+            return ""
+        day = dt.date.fromisoformat(fields["valid_until"]) - dt.timedelta(
+            days=self.remind_days_before)
+        due = dt.datetime.combine(day, REMIND_AT, CHINA)
+        return _ms(due) if due > at else ""
+
+    async def remind(self, now: dt.datetime, today: dt.date, limit: int = 100) -> int:
+        """Due lapse reminders into the outbox; how many."""
+        return int(await self._remind(
+            keys=[PREFIX + REMINDERS, PREFIX + "outbox", PREFIX + "outbox:payload"],
+            args=[_ms(now), today.isoformat(), statuses.REPORTED_TEMPORARY,
+                  PREFIX + "report:", LAPSE_REMINDER_INTENT, limit]))
 
     async def get(self, reference: str) -> tuple[dict[str, str], list[dict[str, Any]]] | None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -445,16 +505,36 @@ class Store:
         raw = await self.redis.hget(PREFIX + "outbox:payload", outbox_id)
         return json.loads(raw) if raw else None
 
+    async def save_payload(self, outbox_id: str, payload: dict[str, Any]) -> None:
+        """Only while the entry is still in the outbox (erasure may have taken it)."""
+        await self._save_payload(keys=[PREFIX + "outbox", PREFIX + "outbox:payload"],
+                                 args=[outbox_id, json.dumps(payload, ensure_ascii=False)])
+
     async def delivered(self, outbox_id: str, reference: str, at: dt.datetime,
-                        notice: bool = True) -> None:
-        """Out of the outbox; `notice`: a guardian was told something (not a forget)."""
+                        notice: bool = True, path: str = "") -> None:
+        """Out of the outbox; `notice`: a guardian was told something (not a forget), by
+        `path`. The report remembers the latest (a status check mentions it)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(PREFIX + "outbox", outbox_id)
             pipe.hdel(PREFIX + "outbox:payload", outbox_id)
             pipe.hdel(PREFIX + "outbox:attempts", outbox_id)
             if notice:
-                pipe.hset(self.report_key(reference), "notified_at", iso(at))
+                kind = outbox_id.rsplit(":", 1)[-1]
+                pipe.hset(self.report_key(reference), mapping={
+                    "notified_at" if kind != "lapse_reminder" else "reminded_at": iso(at),
+                    **({"notified_by": path} if path and kind != "lapse_reminder" else {})})
             await pipe.execute()
+
+    async def settled(self, outbox_id: str) -> None:
+        """Out of the outbox, nobody told (the ledger says why)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(PREFIX + "outbox", outbox_id)
+            pipe.hdel(PREFIX + "outbox:payload", outbox_id)
+            pipe.hdel(PREFIX + "outbox:attempts", outbox_id)
+            await pipe.execute()
+
+    async def due_at(self, outbox_id: str, due_ms: int) -> None:
+        await self.redis.zadd(PREFIX + "outbox", {outbox_id: due_ms}, xx=True)
 
     async def retry_later(self, outbox_id: str, delay_for_attempt: Any, now_ms: int) -> int:
         attempts = int(await self.redis.hincrby(PREFIX + "outbox:attempts", outbox_id, 1))

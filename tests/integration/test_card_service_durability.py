@@ -131,26 +131,30 @@ def test_outbox_delivers_once_rasa_comes_up(card_service_factory: Callable[..., 
                                             ) -> None:
     rasa = RasaStandIn(free_port(), failures_first=2)
     service = card_service_factory(RASA_URL=rasa.url, CARD_SERVICE_OUTBOX_MAX_DELAY="1")
-    body = people.report_body(conversation_id="conversation 7")
+    body = people.report_body(conversation_id="webchat:conversation-7")
     reference = file(service, body, "k").json()["reference"]
     walk_to(service, reference, statuses.READY_FOR_COLLECTION)
     time.sleep(1.5)  # Rasa is down: a few attempts fail
     assert redis.Redis.from_url(service.redis_url).zcard("cardsvc:outbox") == 1
     rasa.start()
     try:
-        wait_for(lambda: len(rasa.received) >= 1, 15, "the card_ready notification")
-        time.sleep(1.5)  # no second delivery turns up
-        assert len(rasa.received) == 1
-        delivered = rasa.received[0]
+        wait_for(lambda: len(rasa.notices) >= 1, 15, "the card_ready notice")
+        time.sleep(1.5)  # no second rendering or delivery turns up
+        assert len(rasa.received) == 1 and len(rasa.notices) == 1
+        rendered = rasa.received[0]
         # No secret in the URL; the stand-in took the one-conversation token in the header.
-        assert delivered["path"] == ("/conversations/conversation%207/trigger_intent"
-                                     "?output_channel=latest")
+        # Rendered by the conversation (no output channel), then taken to the page.
+        assert rendered["path"] == "/conversations/webchat:conversation-7/trigger_intent"
         assert rasa.refused == []
-        assert delivered["body"] == {"name": "EXTERNAL_card_ready",
-                                     "entities": {"reference_number": reference}}
+        assert rendered["body"] == {"name": "EXTERNAL_card_ready",
+                                    "entities": {"reference_number": reference}}
+        notice = rasa.notices[0]
+        assert notice["path"] == "/webhooks/webchat/notice"
+        assert notice["body"]["path"] == "page"
+        assert notice["body"]["messages"][0]["text"] == f"EXTERNAL_card_ready {reference}"
         assert redis.Redis.from_url(service.redis_url).zcard("cardsvc:outbox") == 0
         shown = service.get(f"/v1/loss-reports/{reference}", role="staff").json()
-        assert shown["notified_at"]
+        assert shown["notified_at"] and shown["notified_by"] == "page"
     finally:
         rasa.stop()
 
@@ -159,7 +163,7 @@ def test_outbox_survives_a_service_restart(card_service_factory: Callable[..., C
                                            ) -> None:
     rasa = RasaStandIn(free_port())
     service = card_service_factory(RASA_URL=rasa.url, CARD_SERVICE_OUTBOX_MAX_DELAY="1")
-    reference = file(service, people.report_body(conversation_id="c-restart"), "k"
+    reference = file(service, people.report_body(conversation_id="telegram:c-restart"), "k"
                      ).json()["reference"]
     walk_to(service, reference, statuses.READY_FOR_COLLECTION)
     service.kill()
@@ -168,8 +172,9 @@ def test_outbox_survives_a_service_restart(card_service_factory: Callable[..., C
         time.sleep(0.5)
         assert rasa.received == []
         service.start()
-        wait_for(lambda: len(rasa.received) >= 1, 15, "the notification after the restart")
+        wait_for(lambda: len(rasa.notices) >= 1, 15, "the notice after the restart")
         assert rasa.received[0]["body"]["entities"] == {"reference_number": reference}
+        assert rasa.notices[0]["body"]["path"] == "message"
     finally:
         rasa.stop()
 

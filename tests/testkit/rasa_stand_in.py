@@ -1,8 +1,14 @@
-"""A tiny HTTP server standing in for Rasa's trigger_intent endpoint, recording what it gets.
+"""A tiny HTTP server standing in for Rasa's trigger_intent endpoint and our channels' notice
+route, recording what it gets.
 
-It checks the caller's token as Rasa's API does with `--jwt-secret`: a bearer token signed
-with the secret, unexpired, whose `user` either is an admin or has the conversation in the
-path as its username (401 without a valid token, 403 for another conversation).
+trigger_intent: it checks the caller's token as Rasa's API does with `--jwt-secret`: a
+bearer token signed with the secret, unexpired, whose `user` either is an admin or has the
+conversation in the path as its username (401 without a valid token, 403 for another
+conversation). Without `output_channel` it answers as Rasa's collecting output does: the
+messages said and the tracker.
+
+/webhooks/<channel>/notice: the token must be bot.notices' for the conversation
+in the body; the answer is the next outcome scripted for the path (`outcomes`), else seen.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import jwt
 
-JWT_SECRET = "rasa-test-jwt-secret-0123456789"
+JWT_SECRET = "rasa-test-jwt-secret-0123456789-x"
 
 
 def allowed(authorization: str | None, path: str, secret: str) -> int:
@@ -43,6 +49,10 @@ class RasaStandIn:
         self.url = f"http://127.0.0.1:{port}"
         self.failures_left = failures_first
         self.received: list[dict[str, Any]] = []
+        self.notices: list[dict[str, Any]] = []
+        # path -> the outcomes to answer, first first; "seen" once a path's list is empty.
+        self.outcomes: dict[str, list[str]] = {}
+        self.language = "zh"
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -53,6 +63,9 @@ class RasaStandIn:
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
+                if self.path.startswith("/webhooks/"):
+                    self.notice(body)
+                    return
                 status = allowed(self.headers.get("Authorization"), self.path,
                                  stand_in.jwt_secret)
                 if status != 200:
@@ -70,7 +83,33 @@ class RasaStandIn:
                 self.send_response(503 if fail else 200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
-                self.wfile.write(b"{}")
+                if fail or "output_channel=" in self.path:
+                    self.wfile.write(b"{}")
+                    return
+                reference = (body.get("entities") or {}).get("reference_number", "")
+                self.wfile.write(json.dumps({
+                    "messages": [{"recipient_id": "x", "text": f"{body['name']} {reference}"}],
+                    "tracker": {"slots": {"language": stand_in.language}}}).encode())
+
+            def notice(self, body: dict[str, Any]) -> None:
+                from bot import notices
+
+                if not notices.authorised(self.headers.get("Authorization"),
+                                          body.get("conversation", ""), stand_in.jwt_secret):
+                    with stand_in.lock:
+                        stand_in.refused.append(401)
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                with stand_in.lock:
+                    scripted = stand_in.outcomes.get(body["path"]) or []
+                    outcome = scripted.pop(0) if scripted else notices.SEEN
+                    stand_in.notices.append({"path": self.path, "body": body,
+                                             "outcome": outcome})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps(notices.Outcome(outcome).as_json()).encode())
 
             def log_message(self, *args: Any) -> None:
                 pass

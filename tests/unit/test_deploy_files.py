@@ -460,8 +460,8 @@ def test_network_policies_deny_by_default_and_cover_every_pod() -> None:
 
 def test_network_policies_open_exactly_the_paths_the_components_use() -> None:
     """A connection needs the source's egress and the destination's ingress: both sides
-    list the same paths, and each pod reaches DNS (Redis excepted) and Rasa alone the
-    internet, for the messaging apps' HTTPS APIs."""
+    list the same paths, and each pod reaches DNS (Redis excepted); the internet only Rasa,
+    for the messaging apps' HTTPS APIs, and the card service, for the SMS provider's."""
     ingress, egress = set(), set()
     for policy in manifests("NetworkPolicy"):
         spec = policy["spec"]
@@ -477,7 +477,7 @@ def test_network_policies_open_exactly_the_paths_the_components_use() -> None:
     assert ingress == PATHS
     outside = {(name, "dns", 53) for name in ("rasa", "actions", "card-service", "staff")}
     assert egress == {path for path in PATHS if path[0] != "ingress"} | outside | {
-        ("rasa", "internet", 443)}
+        ("rasa", "internet", 443), ("card-service", "internet", 443)}
     internet = [peer["ipBlock"] for policy in manifests("NetworkPolicy")
                 for rule in policy["spec"].get("egress", []) for peer in rule["to"]
                 if "ipBlock" in peer]
