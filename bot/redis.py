@@ -45,17 +45,23 @@ PREFIXES: dict[str, str] = {
     LOCK_COUNTER: "after the key_prefix (cardbot:ticket_counter:<conversation>): the lock "
                   "store's last ticket number of a conversation",
     WEBCHAT: "web chat's shared turns: turns (waiting), processes, claimed:<process> "
-             "(turns in progress), alive:<process>",
+             "(turns in progress), alive:<process>; notices for pages: "
+             "presence:<conversation> (its connected pages), unread:<conversation> and "
+             "notice:<conversation>:<notice id> (kept, sealed, for a closed page), "
+             "shown:<notice id>",
     LIMITS: "how fast each client talks (bot/channels/limits.py): flight:<conversation> "
             "(turns running or waiting), conversation:<conversation> and address:<client "
             "address> (when the next message is due)",
     SOCKETIO: "the pub/sub channel through which web chat processes share socket.io rooms",
     CARD_SERVICE: "the card service: reports, their history, idempotency keys, failure "
-                  "counters and the outbox of notifications to send",
-    WECHAT: "wechat:<app id>: the access token and its lock, messages seen (duplicates), "
-            "buttons shown",
+                  "counters, lapse reminders, the outbox of notices to send and their "
+                  "ledger (notice:<id>, notices:<ref>)",
+    WECHAT: "wechat:<app id>: the access token and its lock, the JS-SDK ticket, messages "
+            "seen (duplicates), buttons shown, subscribed:<keyed digest of the user> "
+            "(subscription notifications the user accepted)",
     WHATSAPP: "whatsapp:buttons:<sha256 of the user>: buttons shown; whatsapp:users:<name>: "
-              "the sealed number behind a conversation's pseudonym",
+              "the sealed number behind a conversation's pseudonym, and :wrote, when the "
+              "user last wrote (their 24-hour window)",
 }
 
 

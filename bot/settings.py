@@ -6,7 +6,7 @@ import functools
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote, unquote, urlsplit
@@ -47,6 +47,17 @@ class WeChatSettings:
     # of key reaches WeChat's servers.
     encoding_aes_key: str = ""
     encoding_aes_key_previous: str = ""
+    # Notices past the 48-hour window: the subscription notification's (订阅通知) and the
+    # template message's template, each with its keys and what fills them (the keys come
+    # with the template the deployer picks on the platform; bot/channels/wechat.py).
+    subscribe_template_id: str = ""
+    subscribe_template_keys: str = ("character_string1=reference,thing2=status,thing3=city,"
+                                    "date4=date")
+    template_id: str = ""
+    template_keys: str = "character_string1=reference,thing2=status,thing3=city,date4=date"
+    # Where phones reach Rasa (https://bot.example.cn): the subscription page's address,
+    # on a domain registered as the account's JS interface domain (JS接口安全域名).
+    public_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,10 @@ class TwilioSettings:
     number: str = ""
     webhook_url: str = ""
     api_base: str = "https://api.twilio.com"
+    # Approved WhatsApp templates (Twilio Content SIDs, HX...) for notices outside the
+    # 24-hour window: one SID, or per language "zh:HX...,en:HX..." (bot/channels/whatsapp.py).
+    content_sid_card_ready: str = ""
+    content_sid_lapse_reminder: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,10 +90,32 @@ class FacebookSettings:
     secret: str = ""
     page_access_token: str = ""
     api_base: str = "https://graph.facebook.com"
+    # The Page's approved utility message templates for notices outside the 24-hour window
+    # (bot/channels/facebook.py).
+    utility_template_card_ready: str = ""
+    utility_template_lapse_reminder: str = ""
+
+
+SMS_PROVIDERS = ("aliyun",)
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    """The card service's last path for a notice (card_service/sms.py); SMS_* variables.
+    No provider: no SMS."""
+
+    provider: str = ""
+    access_key_id: str = ""
+    access_key_secret: str = field(default="", repr=False)
+    sign_name: str = ""
+    # The approved template code (SMS_...) of each notice.
+    template_card_ready: str = ""
+    template_lapse_reminder: str = ""
+    api_base: str = "https://dysmsapi.aliyuncs.com"
 
 
 Channel = TypeVar("Channel", WeChatSettings, TelegramSettings, TwilioSettings,
-                  FacebookSettings)
+                  FacebookSettings, SmsSettings)
 
 
 @dataclass(frozen=True)
@@ -133,6 +170,10 @@ class Settings:
     # Days a report's personal data is kept once its status is final (docs/privacy.md);
     # 0 erases it as soon as the report is final.
     report_retention_days: int = 30
+    # Days before a temporary report's last valid day that its guardian is reminded (0: no
+    # reminder), and hours a notice kept for the web page waits before the next path (SMS).
+    lapse_reminder_days: int = 2
+    notice_queue_wait_hours: float = 24.0
 
     def vault(self) -> Vault:
         """The keys for personal data at rest (conversations and reports)."""
@@ -143,6 +184,7 @@ class Settings:
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     twilio: TwilioSettings = field(default_factory=TwilioSettings)
     facebook: FacebookSettings = field(default_factory=FacebookSettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
     # "production" serves the REST channel only with a REST_TOKEN.
     bot_env: str = "development"
     rest_token: str = ""
@@ -152,6 +194,9 @@ class Settings:
     # Pages that may open a web chat socket; none named: only the page's own origin (the one
     # Rasa serves, or the public one nginx forwards).
     webchat_allowed_origins: tuple[str, ...] = ()
+    # Days a web chat notice waits, sealed, for a page of its conversation to open (0:
+    # none waits; the card service's next path takes it).
+    webchat_unread_days: int = 30
     # How fast one client may talk (bot/channels/limits.py); RATE_* variables.
     limits: Limits = field(default_factory=Limits)
     # How long `make run` waits for every health check.
@@ -199,16 +244,20 @@ class Settings:
             clock_offset_days=_number(env, "CARD_SERVICE_CLOCK_OFFSET_DAYS", 0, int),
             outbox_max_delay_seconds=_number(env, "CARD_SERVICE_OUTBOX_MAX_DELAY", 60.0, float),
             report_retention_days=_days(env, "REPORT_RETENTION_DAYS", 30),
+            lapse_reminder_days=_days(env, "LAPSE_REMINDER_DAYS", 2),
+            notice_queue_wait_hours=_number(env, "NOTICE_QUEUE_WAIT_HOURS", 24.0, float),
             wechat=_section(WeChatSettings, env, "WECHAT_"),
             telegram=_section(TelegramSettings, env, "TELEGRAM_"),
             twilio=_section(TwilioSettings, env, "TWILIO_"),
             facebook=_section(FacebookSettings, env, "FACEBOOK_"),
+            sms=sms_settings(env),
             bot_env=(env.get("BOT_ENV") or "development").strip().lower(),
             rest_token=env.get("REST_TOKEN", "").strip(),
             webchat_turns_at_once=turns_at_once(env.get("WEBCHAT_TURNS_AT_ONCE")),
             webchat_allowed_origins=tuple(
                 origin.strip().rstrip("/") for origin in
                 env.get("WEBCHAT_ALLOWED_ORIGINS", "").split(",") if origin.strip()),
+            webchat_unread_days=_days(env, "WEBCHAT_UNREAD_DAYS", 30),
             limits=Limits(
                 in_flight=_number(env, "RATE_TURNS_IN_FLIGHT", Limits.in_flight, int),
                 per_conversation=_number(env, "RATE_PER_CONVERSATION", Limits.per_conversation,
@@ -363,6 +412,24 @@ def _section(kind: type[Channel], env: Mapping[str, str], prefix: str) -> Channe
     values = {each.name: (env.get(prefix + each.name.upper()) or "").strip()
               for each in fields(kind)}
     return kind(**{name: value for name, value in values.items() if value})
+
+
+def sms_settings(env: Mapping[str, str]) -> SmsSettings:
+    """SMS_* variables; SMS_PROVIDER is empty (off) or a provider card_service/sms.py knows.
+
+    >>> sms_settings({"SMS_PROVIDER": " Aliyun ", "SMS_SIGN_NAME": "社保卡通知"}).provider
+    'aliyun'
+    >>> sms_settings({"SMS_PROVIDER": "twilio"})
+    Traceback (most recent call last):
+    ...
+    ValueError: SMS_PROVIDER must be empty (no SMS) or one of aliyun, not 'twilio'
+    """
+    sms = _section(SmsSettings, env, "SMS_")
+    provider = sms.provider.lower()
+    if provider and provider not in SMS_PROVIDERS:
+        raise ValueError(f"SMS_PROVIDER must be empty (no SMS) or one of "
+                         f"{', '.join(SMS_PROVIDERS)}, not {sms.provider!r}")
+    return replace(sms, provider=provider)
 
 
 def redis_env(url: str) -> dict[str, str]:

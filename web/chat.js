@@ -68,6 +68,40 @@
     if (list) { list.scrollTop = list.scrollHeight; }
   });
 
+  // A notice (the card service's "card ready") comes as a bot message whose metadata names
+  // it. The page acknowledges every message the server asks it to (notices are asked), so
+  // the server knows it was shown here rather than sent into the void. One that waited for
+  // the page while it was closed (`unread`), or that arrives while the guardian is not
+  // looking, marks the title until they are: the tab shows it from the tab bar.
+  var title = document.title;
+  var unread = {};
+  function showUnread() {
+    var count = Object.keys(unread).length;
+    document.title = count ? (zh ? "（" + count + " 条未读）" : "(" + count + " unread) ") + title
+      : title;
+  }
+  function looked() {
+    if (Object.keys(unread).length) {
+      unread = {};
+      showUnread();
+    }
+  }
+  function botUttered(message, acknowledge) {
+    if (typeof acknowledge === "function") { acknowledge(); }
+    var about = (message && message.metadata) || {};
+    if (about.notice && (about.unread || document.hidden || !document.hasFocus())) {
+      unread[about.notice] = true;
+      showUnread();
+    }
+  }
+  window.addEventListener("focus", looked);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) { looked(); }
+  });
+  ["pointerdown", "keydown"].forEach(function (name) {
+    document.addEventListener(name, looked, true);
+  });
+
   WebChat.default({
     // The language rides on the first payload, so the greeting comes in it; later
     // messages carry it as metadata and the bot follows the language actually typed.
@@ -84,6 +118,7 @@
     showFullScreenButton: !phone,
     // A short pause reads as a reply; the widget's default waits up to 3 s per message.
     customMessageDelay: function () { return 300; },
+    onSocketEvent: { bot_uttered: botUttered },
     params: { storage: "local" }
   }, document.getElementById("chat"));
 })();

@@ -56,6 +56,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import notices
 from bot import settings as bot_settings
 from bot.channels.limits import TurnLimiter, slow_down_text
 from bot.channels.text import custom_text
@@ -173,6 +174,9 @@ class ChannelInput(InputChannel):
     # How the channel is named to the app's operator ("WeChat channel not configured").
     TITLE: ClassVar[str] = ""
     MAX_BODY_BYTES: ClassVar[int] = MAX_BODY_BYTES
+    # The ways a notice can reach this channel's user, first tried first (notices.py); the
+    # card service tries them in this order and adds its own (SMS) after them.
+    NOTICE_PATHS: ClassVar[tuple[str, ...]] = ()
     config: ChannelConfig
 
     def refusal(self, body: bytes = b"") -> tuple[int, str] | None:
@@ -238,10 +242,47 @@ class ChannelInput(InputChannel):
         return None
 
     def webhook_blueprint(self) -> Blueprint:
-        """The channel's blueprint with the health route; the channel adds its webhook."""
+        """The channel's blueprint with the health and notice routes; the channel adds its
+        webhook."""
         blueprint = Blueprint(f"{self.name()}_webhook")
         self.add_health(blueprint)
+        self.add_notice_route(blueprint)
         return blueprint
+
+    async def deliver_notice(self, user: str, notice: notices.Notice) -> notices.Outcome:
+        """Tries `notice.path` once for `user` (the app's id for them). A channel with
+        paths overrides this; an exception is read as `retry`."""
+        return notices.Outcome(notices.UNREACHABLE, detail=f"{self.name()} has no notice path")
+
+    def add_notice_route(self, blueprint: Blueprint) -> None:
+        channel = self.name()
+
+        async def notice(request: Request) -> HTTPResponse:
+            body = request.json if isinstance(request.json, dict) else {}
+            try:
+                given = notices.Notice.from_json(body)
+            except ValueError as error:
+                return response.json({"error": "invalid", "message": str(error)}, status=422)
+            if not notices.authorised(request.headers.get("Authorization"), given.conversation,
+                                      bot_settings.settings().rasa_jwt_secret):
+                return response.json({"error": "unauthorized"}, status=401)
+            if not self.config.configured:
+                outcome = notices.Outcome(notices.RETRY, detail=f"{channel} not configured")
+            elif given.path not in self.NOTICE_PATHS:
+                outcome = notices.Outcome(notices.FALLBACK, detail=f"no path {given.path!r}")
+            else:
+                try:
+                    outcome = await self.deliver_notice(user_id(channel, given.conversation),
+                                                        given)
+                except Exception as error:  # a fault of ours or the network's: try again
+                    log.warning("%s: notice %s on %s failed (%s)", channel, given.id,
+                                given.path, type(error).__name__)
+                    outcome = notices.Outcome(notices.RETRY, detail=type(error).__name__)
+            log.info("%s: notice %s on %s: %s %s", channel, given.id, given.path,
+                     outcome.outcome, outcome.code)
+            return response.json(outcome.as_json())
+
+        blueprint.add_route(notice, "/notice", methods=["POST"], name="notice")
 
     def add_health(self, blueprint: Blueprint) -> None:
         async def health(_: Request) -> HTTPResponse:

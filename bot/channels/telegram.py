@@ -15,6 +15,10 @@ What Rasa 3.6's `TelegramInput` gets wrong, and what this subclass does instead:
   language of the user's Telegram app; buttons keep their payloads (`callback_data`).
 - A failed reply is logged, not raised, so the turn is still saved; a failed proactive
   message raises, so the card service tries again (unless retrying cannot help).
+- A notice (`bot.notices`) has one path, "message": Telegram has no reply window,
+  so a bot reaches any user who started it and has not blocked it. The Bot API's answer
+  decides the outcome: 403 (blocked, account deleted, never started) and "chat not found"
+  leave no way through Telegram; 429 says when to try again (`parameters.retry_after`).
 
 Configuration (the contract in `bot.channels.base`): credentials.yml keys
 `access_token`, `verify` (the bot's username, only for logs), `webhook_url`,
@@ -43,8 +47,9 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import notices
 from bot.channels.base import HTTP_TIMEOUT_SECONDS, ChannelConfig, ChannelInput, ChannelOutput
-from bot.channels.text import GREETING, MAX_CHARACTERS, user_text
+from bot.channels.text import GREETING, MAX_CHARACTERS, custom_text, user_text
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +166,66 @@ class TelegramConfig(ChannelConfig):
 
 # Retrying cannot help: the user blocked the bot, or the chat is gone or unknown.
 PERMANENT_ERRORS = (exceptions.Unauthorized, exceptions.BadRequest)
+# A 400 that names the user's chat as gone, not our message as wrong.
+NO_CHAT = ("chat not found", "user not found", "peer_id_invalid")
+
+
+def telegram_outcome(status: int, body: Any) -> notices.Outcome:
+    """What became of a Bot API call answered with `status` and `body` (its JSON).
+
+    >>> o = telegram_outcome(403, {"ok": False, "error_code": 403,
+    ...                            "description": "Forbidden: bot was blocked by the user"})
+    >>> o.outcome, o.code, o.detail
+    ('unreachable', '403', 'Forbidden: bot was blocked by the user')
+    >>> telegram_outcome(429, {"ok": False, "error_code": 429, "description": "Too Many "
+    ...                        "Requests: retry after 17", "parameters": {"retry_after": 17}}
+    ...                  ).retry_after
+    17.0
+    >>> telegram_outcome(400, {"ok": False, "error_code": 400,
+    ...                        "description": "Bad Request: message is too long"}).outcome
+    'fallback'
+    """
+    body = body if isinstance(body, dict) else {}
+    if 200 <= status < 300 and body.get("ok"):
+        return notices.Outcome(notices.SEEN, detail="accepted by Telegram")
+    code = body.get("error_code") if isinstance(body.get("error_code"), int) else status
+    description = str(body.get("description") or f"HTTP {status}")[:200]
+    wait = (body.get("parameters") or {}).get("retry_after")
+    if code == 429 or wait:
+        return notices.Outcome(notices.RETRY, str(code), description,
+                               float(wait) if isinstance(wait, (int, float)) else None)
+    if code == 403 or (code == 400 and any(s in description.lower() for s in NO_CHAT)):
+        return notices.Outcome(notices.UNREACHABLE, str(code), description)
+    # 401 and 404: our token or the API's address is wrong, which a deployer can mend.
+    if code in (401, 404) or code >= 500 or status >= 500:
+        return notices.Outcome(notices.RETRY, str(code), description)
+    return notices.Outcome(notices.FALLBACK, str(code), description)
+
+
+def notice_requests(chat_id: str, notice: notices.Notice) -> list[dict[str, Any]]:
+    """The sendMessage calls for a notice: each message whole (cut at Telegram's limit
+    only), its buttons as the inline keyboard replies have (one a row).
+
+    >>> [call] = notice_requests("7", notices.Notice("n", "telegram:7", "message", messages=(
+    ...     {"text": "Ready?", "buttons": [{"title": "Yes", "payload": "/affirm"}]},)))
+    >>> call["chat_id"], call["text"], call["reply_markup"]["inline_keyboard"]
+    ('7', 'Ready?', [[{'text': 'Yes', 'callback_data': '/affirm'}]])
+    """
+    calls = []
+    for message in notice.messages:
+        text = str(message.get("text") or "") or custom_text(message.get("custom")) or ""
+        if not text.strip():
+            continue
+        pieces = split_message(text.strip())
+        buttons = [b for b in message.get("buttons") or [] if b.get("title")]
+        for n, piece in enumerate(pieces, 1):
+            call: dict[str, Any] = {"chat_id": chat_id, "text": piece}
+            if buttons and n == len(pieces):
+                call["reply_markup"] = {"inline_keyboard": [
+                    [{"text": str(b["title"]), "callback_data": str(b.get("payload") or "")}]
+                    for b in buttons]}
+            calls.append(call)
+    return calls
 
 
 class BotApiOutput(ChannelOutput, TelegramOutput):
@@ -222,6 +287,7 @@ class SecretTelegramInput(ChannelInput, TelegramInput):
     """`/webhooks/telegram/webhook`, authenticated by the webhook's secret token."""
 
     TITLE = "Telegram"
+    NOTICE_PATHS = ("message",)
 
     def __init__(self, config: TelegramConfig) -> None:
         super().__init__(config.access_token, config.verify, config.webhook_url,
@@ -242,6 +308,32 @@ class SecretTelegramInput(ChannelInput, TelegramInput):
     def proactive_output(self) -> OutputChannel:
         # No set_webhook here (Rasa's get_output_channel runs asyncio.run in a loop).
         return self.output(raise_errors=True)
+
+    async def deliver_notice(self, user: str, notice: notices.Notice) -> notices.Outcome:
+        """sendMessage for each part of the notice; the first part refused decides (the
+        next attempt sends the earlier parts again: better twice than never)."""
+        calls = notice_requests(user, notice)
+        if not calls:
+            return notices.Outcome(notices.FALLBACK, detail="no text to send")
+        url = f"{self.config.base_url}/bot{self.config.access_token}/sendMessage"
+        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS)
+        outcome = notices.Outcome(notices.SEEN)
+        for call in calls:
+            try:
+                # aiogram's session for this process: made in the server loop, closed at stop.
+                async with self.output().session.post(url, json=call,
+                                                      timeout=timeout) as answer:
+                    status = answer.status
+                    try:
+                        body = await answer.json(content_type=None)
+                    except ValueError:
+                        body = None
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                return notices.Outcome(notices.RETRY, detail=type(error).__name__)
+            outcome = telegram_outcome(status, body)
+            if outcome.outcome != notices.SEEN:
+                return outcome
+        return outcome
 
     async def register_webhook(self) -> None:
         """Registers the webhook in the background, trying again until the Bot API agrees."""

@@ -25,7 +25,7 @@ class Stack:
             "CARD_SERVICE_PORT": str(free_port()),
             "REDIS_URL": redis_url,
             "RASA_TOKEN": "test-rasa-token",
-            "RASA_JWT_SECRET": "test-rasa-jwt-secret-0123456789",
+            "RASA_JWT_SECRET": "test-rasa-jwt-secret-0123456789abc",
             "CARD_SERVICE_TOKEN": "test-service-token",
             "CARD_SERVICE_STAFF_TOKEN": "test-staff-token",
             "DATA_ENCRYPTION_KEY": "test-data-encryption-key-0123456789",

@@ -5,11 +5,14 @@ message pushed by another Rasa process or worker (the card service's "card ready
 lost. Ours builds the same server with python-socketio's Redis manager: an emit to a
 conversation's room is published on Redis and every process delivers it to the sockets
 it holds. Its turns go through `SharedTurns`; the page itself is served by `page.py`.
+Notices (the card service's "card ready") come by `POST /webhooks/webchat/notice`, path
+"page": shown on an open page, else kept until one opens (`delivery.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import logging
@@ -21,16 +24,21 @@ from typing import Any, ClassVar
 
 import rasa.core.channels.channel
 import socketio
+import socketio.exceptions
 from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
 from sanic import Blueprint, Sanic
 
+from bot import notices
 from bot import redis as bot_redis
 from bot import settings as bot_settings
 from bot.channels.base import Addressed, ChannelConfig, ChannelInput, conversation_id, limiter
 from bot.channels.limits import busy_text, slow_down_text
+from bot.channels.webchat.delivery import NoticeDelivery
 from bot.channels.webchat.page import chat_page
+from bot.channels.webchat.presence import Presence
 from bot.channels.webchat.shared_turns import SharedTurns
+from bot.channels.webchat.unread import Taken, UnreadNotices
 from bot.rasa.patches.message_limit import MAX_CHARACTERS
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,18 @@ SUBSCRIBE_TIMEOUT = 5.0
 MAX_FRAME_BYTES = 160_000
 # What a page's customData may carry into the conversation: the only thing we use.
 METADATA_LANGUAGES = ("en", "zh")
+# How long a page has to acknowledge a notice's message before the notice counts as not
+# shown there (a socket whose process died, a phone that went to sleep).
+ACK_TIMEOUT_S = 5.0
+
+
+def notice_tag(notice_id: str) -> str:
+    """What a page is told of a notice: enough to count it, nothing of what it is about.
+
+    >>> notice_tag("SC-7K3F-9Q2M:ready_for_collection")
+    'n-708bccb60335'
+    """
+    return "n-" + hashlib.sha256(notice_id.encode()).hexdigest()[:12]
 
 
 def valid_session_id(value: Any) -> str | None:
@@ -127,20 +147,44 @@ class WebChatConfig(ChannelConfig):
 
     SETTING_NAMES: ClassVar[Mapping[str, str]] = {
         "turns_at_once": "webchat_turns_at_once",
-        "allowed_origins": "webchat_allowed_origins"}
+        "allowed_origins": "webchat_allowed_origins",
+        "unread_days": "webchat_unread_days"}
 
     redis_url: str = ""
     turns_at_once: int = 0
     allowed_origins: tuple[str, ...] = ()
+    unread_days: int = 30
+
+
+class AcknowledgedOutput(SocketIOOutput):
+    """Rasa's socket.io output for a notice's messages: each goes as a reply does (same
+    event, text and buttons), tagged with its notice, to one socket, and waits for the
+    page to acknowledge it (raising socket.io's TimeoutError when it does not)."""
+
+    def __init__(self, sio: socketio.AsyncServer, bot_message_evt: str,
+                 namespace: str | None) -> None:
+        super().__init__(sio, bot_message_evt)
+        self.namespace = namespace
+        self.metadata: dict[str, Any] = {}
+        self.acknowledged = 0
+
+    async def _send_message(self, socket_id: str, response: Any) -> None:
+        await self.sio.call(self.bot_message_evt, {**response, "metadata": self.metadata},
+                            to=socket_id, namespace=self.namespace, timeout=ACK_TIMEOUT_S)
+        self.acknowledged += 1
 
 
 class WebChatInput(ChannelInput, SocketIOInput):
     """Rasa's socket.io channel (same events, session persistence and `jwt_key`),
     with its rooms and turns shared through Redis."""
 
+    NOTICE_PATHS: ClassVar[tuple[str, ...]] = ("page",)
+
     def __init__(self, *args: Any, config: WebChatConfig | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.config: WebChatConfig = config or WebChatConfig.from_credentials(None)
+        # Built with the blueprint, given a data key to seal the notices it keeps.
+        self.notice_delivery: NoticeDelivery | None = None
 
     @classmethod
     def name(cls) -> str:
@@ -183,21 +227,58 @@ class WebChatInput(ChannelInput, SocketIOInput):
         self.shared_turns = SharedTurns(
             self.config.redis_url, self.config.turns_at_once, run_turn,
             vault=current.vault() if current.data_encryption_key else None)
+        if current.data_encryption_key:
+            client = bot_redis.async_client(self.config.redis_url, "store")
+            self.notice_delivery = NoticeDelivery(
+                Presence(client), UnreadNotices(client, current.vault(), self.config.unread_days),
+                self.show_notices)
         self._add_socket_handlers(sio)
         self.add_health(blueprint)
+        self.add_notice_route(blueprint)
         blueprint.add_route(chat_page, "/chat", methods=["GET"], name="chat_page")
         blueprint.add_route(chat_page, "/chat/<asset:str>", methods=["GET"], name="chat_asset")
 
         async def listen_before_clients(app: Sanic, _loop: Any) -> None:
             await self._start_listening(sio)
             self.shared_turns.start()
+            if self.notice_delivery is not None:
+                self.notice_delivery.presence.start()
 
         async def stop_taking_turns(app: Sanic, _loop: Any) -> None:
             await self.shared_turns.stop()
+            if self.notice_delivery is not None:
+                await self.notice_delivery.presence.stop()
 
         blueprint.listener("after_server_start")(listen_before_clients)
         blueprint.listener("before_server_stop")(stop_taking_turns)
         return blueprint
+
+    async def deliver_notice(self, user: str, notice: notices.Notice) -> notices.Outcome:
+        if self.notice_delivery is None:
+            return notices.Outcome(notices.RETRY,
+                                   detail="no DATA_ENCRYPTION_KEY to seal unread notices with")
+        return await self.notice_delivery.deliver(conversation_id(self.name(), user), notice)
+
+    async def show_notices(self, sids: list[str], taken: list[Taken], unread: bool) -> bool:
+        """Shows the notices on each socket, in order; True when a page acknowledged them.
+        `unread`: they waited for the page (it marks its title until the guardian looks)."""
+        shown = await asyncio.gather(*(self._show_on(sid, taken, unread) for sid in sids))
+        return any(shown)
+
+    async def _show_on(self, sid: str, taken: list[Taken], unread: bool) -> bool:
+        output = AcknowledgedOutput(self.sio, self.bot_message_evt, self.namespace)
+        try:
+            for notice in taken:
+                output.metadata = {"notice": notice_tag(notice.id), "unread": unread}
+                for message in notice.messages:
+                    # As Rasa's collecting output gave it: addressed to the conversation.
+                    await output.send_response(sid, {key: value for key, value in
+                                                     message.items() if key != "recipient_id"})
+        except socketio.exceptions.TimeoutError:
+            # Part of it acknowledged: the page is there and showed it; shown again in
+            # full later would be shown twice.
+            return output.acknowledged > 0
+        return True
 
     async def _start_listening(self, sio: socketio.AsyncServer) -> None:
         """Subscribe to the Redis channel now, not at the first connection.
@@ -261,6 +342,18 @@ class WebChatInput(ChannelInput, SocketIOInput):
             await sio.save_session(sid, {**session, "session_id": session_id},
                                    namespace=namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
+            if self.session_persistence and self.notice_delivery is not None:
+                # After the confirmation: the page shows messages of its session only.
+                await self.notice_delivery.page_arrived(
+                    sid, conversation_id(self.name(), session_id))
+                if not sio.manager.is_connected(sid, namespace or "/"):
+                    # Closed while it arrived: its goodbye came first and found nothing.
+                    await self.notice_delivery.page_left(sid)
+
+        @sio.on("disconnect", namespace=namespace)
+        async def disconnect(sid: str) -> None:
+            if self.notice_delivery is not None:
+                await self.notice_delivery.page_left(sid)
 
         @sio.on(self.user_message_evt, namespace=namespace)
         async def user_message(sid: str, data: dict) -> None:
