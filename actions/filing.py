@@ -14,6 +14,7 @@ from rasa_sdk.types import DomainDict
 
 from actions import replies
 from actions.card_service import client
+from actions.notices import offer_texts
 from actions.report_form import DETAILS, clear_personal
 from bot.card_client import CardServiceUnavailable, Invalid
 from bot.rules import identity
@@ -81,6 +82,7 @@ class ActionFileReport(Action):
             valid_until=report.valid_until,
             **replies.region_words(report.region, language),
         )
+        offer_texts(dispatcher, tracker, report)
         return [SlotSet("reference_number", report.reference), SlotSet("filing_failed", False),
                 *clear_personal()]
 

@@ -126,6 +126,11 @@ class ActionCheckStatus(_VerifiedAction):
         dispatcher.utter_message(response=replies.next_step(report.next_step),
                                  valid_until=report.valid_until,
                                  **replies.region_words(report.region, language))
+        if report.notified_at:
+            dispatcher.utter_message(response="utter_notice_already_sent",
+                                     notified_on=replies.china_date(report.notified_at),
+                                     notice_path=replies.notice_path(report.notified_by,
+                                                                     language))
         return []
 
 

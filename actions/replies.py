@@ -136,3 +136,21 @@ def region_words(region: Region, language: str) -> dict[str, str]:
 def intent_title(intent: str, language: str) -> str:
     """A button's words for an intent the guardian may have meant (utter_clarify)."""
     return _in(language, words()["intent_title"][intent])
+
+
+def notice_path(path: str, language: str) -> str:
+    """{notice_path} of utter_notice_already_sent."""
+    paths = words()["notice_paths"]
+    return _in(language, paths.get(path) or paths["other"])
+
+
+def china_date(moment: str) -> str:
+    """The day in China of an ISO time the card service gives (in UTC).
+
+    >>> china_date("2026-12-04T17:30:00Z")
+    '2026-12-05'
+    """
+    import datetime as dt
+
+    at = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return (at.astimezone(dt.timezone(dt.timedelta(hours=8)))).date().isoformat()
