@@ -54,15 +54,17 @@ def channel_of(conversation: str) -> str:
     return channel if sep and channel in CHANNEL_PATHS else "rest"
 
 
-def plan(conversation: str, sms_consent: bool) -> list[str]:
-    """Every path to try, in order.
+def plan(conversation: str, sms_consent: bool, channel: str | None = None) -> list[str]:
+    """Every path to try, in order; `channel` where the name does not say it (a conversation
+    named before names carried their channel: the one it last came in by).
 
     >>> plan("whatsapp:u1f", True)
     ['session', 'template', 'sms']
-    >>> plan("guardian-7", False)
-    []
+    >>> plan("guardian-7", False), plan("7561618097", False, "telegram")
+    ([], ['message'])
     """
-    return [*CHANNEL_PATHS[channel_of(conversation)], *([SMS] if sms_consent else [])]
+    return [*CHANNEL_PATHS[channel or channel_of(conversation)],
+            *([SMS] if sms_consent else [])]
 
 
 def after_channel(paths: list[str], step: int) -> int:
@@ -156,6 +158,11 @@ class Ledger:
         found = await self.get(notice_id)
         assert found is not None
         return found
+
+    async def replan(self, entry: Entry, channel: str, paths: list[str]) -> None:
+        entry.channel, entry.paths = channel, paths
+        await self.redis.hset(self.key(entry.id), mapping={"channel": channel,
+                                                           "paths": json.dumps(paths)})
 
     async def attempt(self, entry: Entry, path: str, outcome: str, at: str, code: str = "",
                       detail: str = "") -> None:

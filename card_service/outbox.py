@@ -37,8 +37,9 @@ TOKEN_SECONDS = 60
 LEASE_MS = 30_000
 # Tries of one path that keeps answering `retry` before the next path is tried.
 TRIES_PER_PATH = 8
-# A notice kept for a page (queued) is asked about this often...
-QUEUE_CHECK_MS = 6 * 3600 * 1000
+# A notice kept for a page (queued) is asked about this often (the page's return is known
+# to the channel; asking is one call), so the ledger says "delivered" soon after...
+QUEUE_CHECK_MS = 10 * 60 * 1000
 # ...and given up on after this long when no path is left (the page's unread messages
 # expire then too).
 GIVE_UP_DAYS = 30
@@ -158,6 +159,11 @@ class Outbox:
                             reference, kind, problem, attempts)
                 return
             await self.store.save_payload(outbox_id, payload)
+            came_by = payload.get("channel") or ""
+            if (entry.channel == "rest" and came_by in notices.CHANNEL_PATHS
+                    and came_by != "rest" and ":" not in conversation):
+                await self.ledger.replan(entry, came_by, notices.plan(
+                    conversation, notices.SMS in entry.paths, came_by))
         path = entry.path
         if path is None:
             await self.give_up(outbox_id, entry, "no path reaches this guardian")
@@ -191,9 +197,11 @@ class Outbox:
                 answer = await response.json(content_type=None) or {}
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as error:
             raise Retry(type(error).__name__) from error
-        slots = (answer.get("tracker") or {}).get("slots") or {}
+        tracker = answer.get("tracker") or {}
+        slots = tracker.get("slots") or {}
         return {"messages": answer.get("messages") or [],
-                "language": slots.get("language") or "zh"}
+                "language": slots.get("language") or "zh",
+                "channel": tracker.get("latest_input_channel") or ""}
 
     async def try_path(self, session: aiohttp.ClientSession, entry: notices.Entry, path: str,
                        conversation: str, payload: dict[str, Any], keep: bool

@@ -4,6 +4,7 @@ in the history. Driven through the notice route as the card service calls it."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import redis
@@ -12,7 +13,9 @@ from playwright.sync_api import Browser
 
 from bot import notices
 from bot.channels.webchat.presence import presence_key
+from bot.rules.statuses import MAIN_LINE, READY_FOR_COLLECTION
 from tests.browser.conftest import PHONES, REPLY_TIMEOUT, ChatPage
+from tests.testkit import people
 from tests.testkit.processes import wait_for
 from tests.testkit.stack import Stack
 
@@ -80,5 +83,72 @@ def test_a_notice_for_a_closed_page_is_shown_once_when_it_is_opened_again(
         assert again.page.title() == title
         assert not first.errors and not again.errors
     finally:
+        store.close()
+        context.close()
+
+
+def test_card_ready_filed_then_page_closed_reaches_it_when_reopened_once(
+        browser: Browser, stack: Stack) -> None:
+    """The issue's own story, through the card service: file, close the page, the card is
+    ready, reopen: shown once; reload: not again; the ledger says the page delivered it."""
+    width, height = PHONES["390x844"]
+    context = browser.new_context(viewport={"width": width, "height": height},
+                                  device_scale_factor=2, is_mobile=True, has_touch=True,
+                                  locale="zh-CN")
+    store = redis.Redis.from_url(stack.settings.redis_url)
+    card = stack.settings.card_service_url
+    staff = {"Authorization": f"Bearer {stack.settings.staff_token}"}
+    try:
+        first = ChatPage(context.new_page(), stack, "390x844", "zh").open()
+        session = first.session_id()
+        filed = requests.post(f"{card}/v1/loss-reports", timeout=30, json=people.report_body(
+            conversation_id=f"webchat:{session}"), headers={
+            "Authorization": f"Bearer {stack.settings.card_service_token}",
+            "Idempotency-Key": str(uuid.uuid4())})
+        assert filed.status_code == 201, filed.text
+        reference = filed.json()["reference"]
+        first.page.close()
+        wait_for(lambda: not store.zcard(presence_key(f"webchat:{session}")), REPLY_TIMEOUT,
+                 "the closed page's goodbye")
+
+        for status in MAIN_LINE[1:MAIN_LINE.index(READY_FOR_COLLECTION) + 1]:
+            moved = requests.post(f"{card}/v1/loss-reports/{reference}/events", timeout=30,
+                                  json={"status": status}, headers=staff)
+            assert moved.status_code == 200, moved.text
+
+        def notice() -> dict:
+            found = requests.get(f"{card}/v1/loss-reports/{reference}/notices", timeout=30,
+                                 headers=staff).json()["notices"]
+            return found[0] if found else {}
+        wait_for(lambda: notice().get("state") == "queued", REPLY_TIMEOUT, "kept for the page")
+
+        again = ChatPage(context.new_page(), stack, "390x844", "zh")
+        again.page.goto(stack.settings.chat_page_url)
+        again.wait_until(lambda: any(reference in text for text in again.replies()),
+                         "the card-ready notice kept for the page")
+        assert again.page.title().startswith("（1 条未读）"), again.page.title()
+        shown = again.replies()
+        again.reload()
+        again.wait_until(lambda: again.replies() == shown, "the history after the reload")
+        time.sleep(1)
+        assert sum(reference in text for text in again.replies()) == 1
+        assert "未读" not in again.page.title()
+
+        # The card service asks the page again at its next check: it was seen, by the page.
+        process = stack.processes["card"]
+        process.stop()
+        process.env = {**process.env, "CARD_SERVICE_CLOCK_OFFSET_DAYS": "1"}
+        stack.start("card")
+        wait_for(lambda: notice().get("state") == "delivered", REPLY_TIMEOUT, "the ledger")
+        assert notice()["delivered_path"] == "page"
+        assert [a["outcome"] for a in notice()["attempts"]] == ["queued", "seen"]
+        assert not first.errors and not again.errors
+    finally:
+        process = stack.processes["card"]
+        if process.env.get("CARD_SERVICE_CLOCK_OFFSET_DAYS"):
+            process.stop()
+            process.env = {k: v for k, v in process.env.items()
+                           if k != "CARD_SERVICE_CLOCK_OFFSET_DAYS"}
+            stack.start("card")
         store.close()
         context.close()

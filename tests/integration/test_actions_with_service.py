@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+import redis
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import card_service
 from actions.faq import ActionAnswerFaq
 from actions.filing import ActionFileReport, idempotency_key
 from actions.handoff import ActionHandoff
+from actions.notices import ActionSmsConsent
 from actions.progress import (
     ActionCancelReport,
     ActionCardReady,
@@ -203,7 +205,65 @@ def test_card_ready_names_the_reference_and_where_to_collect(service: CardServic
     assert slot_values(events) == {"reference_number": "SC-7K3F-9Q2M"}
 
 
-def test_handoff_marks_the_conversation() -> None:
+def test_handoff_marks_the_conversation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAFFED_HOURS", "Mon-Sun 00:00-24:00")  # staffed, whatever the hour
+    settings.cache_clear()
     events, messages = run(ActionHandoff(), tracker(intent="request_human"))
     assert slot_values(events) == {"handoff_requested": True}
     assert responses(messages) == ["utter_handoff"]
+
+
+def test_filing_asks_whether_to_text_the_masked_number_and_records_the_answer(
+        service: CardService) -> None:
+    events, messages = file("wechat:oConsentAsked", details(11), language="zh")
+    reference = slot_values(events)["reference_number"]
+    assert responses(messages)[:2] == ["utter_report_filed", "utter_ask_sms_consent"]
+    assert messages[1]["phone_masked"] == "13*******00"  # 13800138000, masked
+    # In WeChat the subscription notification is offered too, in the guardian's language.
+    assert messages[2]["custom"] == {"notice_offer": {
+        "reference": reference, "kind": "card_ready", "language": "zh"}}
+    shown = service.get(f"/v1/loss-reports/{reference}", role="staff").json()
+    assert shown["sms_consent"] is False  # nothing is assumed
+
+    agreed = tracker(intent="agree_sms", slots={"reference_number": reference},
+                     sender="wechat:oConsentAsked")
+    _, said = run(ActionSmsConsent(), agreed)
+    assert responses(said) == ["utter_sms_consent_given"]
+    assert said[0]["phone_masked"] == "13*******00"
+    assert service.get(f"/v1/loss-reports/{reference}", role="staff").json()["sms_consent"]
+
+    declined = tracker(intent="decline_sms", slots={"reference_number": reference},
+                       sender="wechat:oConsentAsked")
+    assert responses(run(ActionSmsConsent(), declined)[1]) == ["utter_sms_consent_declined"]
+    assert not service.get(f"/v1/loss-reports/{reference}", role="staff").json()["sms_consent"]
+
+
+def test_only_the_filing_conversation_can_say_yes_to_texts(service: CardService) -> None:
+    reference = slot_values(file("conv-consent-own", details(13))[0])["reference_number"]
+    other = tracker(intent="agree_sms", slots={"reference_number": reference},
+                    sender="conv-consent-other")
+    assert responses(run(ActionSmsConsent(), other)[1]) == ["utter_sms_consent_no_report"]
+    nothing = tracker(intent="agree_sms", sender="conv-consent-none")
+    assert responses(run(ActionSmsConsent(), nothing)[1]) == ["utter_sms_consent_no_report"]
+    assert not service.get(f"/v1/loss-reports/{reference}", role="staff").json()["sms_consent"]
+
+
+def test_a_status_check_says_when_and_how_the_card_ready_notice_went(
+        service: CardService) -> None:
+    slots = details(15)
+    reference = slot_values(file("conv-told", slots, language="zh")[0])["reference_number"]
+    for status in ("reported_written", "replacement_applied", "in_production",
+                   "ready_for_collection"):
+        assert service.post(f"/v1/loss-reports/{reference}/events", {"status": status},
+                            role="staff").status_code == 200
+    state = tracker(intent="inform", slots={"reference_number": reference, "language": "zh",
+                                            "verify_id_number": slots["guardian_id_number"]})
+    assert "utter_notice_already_sent" not in responses(run(ActionCheckStatus(), state)[1])
+    # What the outbox writes when a path reported the notice seen (here: Rasa is not up).
+    redis.Redis.from_url(service.redis_url).hset(
+        f"cardsvc:report:{reference}",
+        mapping={"notified_at": "2026-12-04T17:30:00Z", "notified_by": "sms"})
+    _, messages = run(ActionCheckStatus(), state)
+    assert responses(messages)[-1] == "utter_notice_already_sent"
+    assert messages[-1]["notified_on"] == "2026-12-05"  # the day in China
+    assert messages[-1]["notice_path"] == "通过短信"

@@ -53,6 +53,7 @@ class RasaStandIn:
         # path -> the outcomes to answer, first first; "seen" once a path's list is empty.
         self.outcomes: dict[str, list[str]] = {}
         self.language = "zh"
+        self.latest_input_channel: str | None = None  # what the tracker says
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -89,7 +90,9 @@ class RasaStandIn:
                 reference = (body.get("entities") or {}).get("reference_number", "")
                 self.wfile.write(json.dumps({
                     "messages": [{"recipient_id": "x", "text": f"{body['name']} {reference}"}],
-                    "tracker": {"slots": {"language": stand_in.language}}}).encode())
+                    "tracker": {"slots": {"language": stand_in.language},
+                                "latest_input_channel": stand_in.latest_input_channel},
+                }).encode())
 
             def notice(self, body: dict[str, Any]) -> None:
                 from bot import notices
