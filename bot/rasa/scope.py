@@ -57,11 +57,13 @@ class ScopeCheck(_Stateless):
         for message in messages:
             intent = message.get(INTENT) or {}
             if asks_erasure(message.get(TEXT)):
+                # The words decided: the model's guesses stay out of the ranking, or one it
+                # was sure of would sit within FallbackClassifier's ambiguity threshold of
+                # 1.0 and turn the request into a fallback.
                 message.set(INTENT, {INTENT_NAME_KEY: ERASE, PREDICTED_CONFIDENCE_KEY: 1.0},
                             add_to_output=True)
-                ranking = message.get(INTENT_RANKING_KEY) or []
                 message.set(INTENT_RANKING_KEY,
-                            [{INTENT_NAME_KEY: ERASE, PREDICTED_CONFIDENCE_KEY: 1.0}, *ranking],
+                            [{INTENT_NAME_KEY: ERASE, PREDICTED_CONFIDENCE_KEY: 1.0}],
                             add_to_output=True)
                 continue
             ranking = list(message.get(INTENT_RANKING_KEY) or [])

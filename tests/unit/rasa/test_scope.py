@@ -44,9 +44,11 @@ def test_a_childs_card_and_other_intents_are_left_alone(text: str, intent: str) 
 @pytest.mark.parametrize("text", ["please delete my data", "删除我的个人信息",
                                   "我的聊天记录请帮我清除"])
 def test_a_plain_request_to_delete_is_that_request_whatever_the_model_said(text: str) -> None:
-    message = classified(text, [("stop", 0.7), ("out_of_scope", 0.3)])
+    message = classified(text, [("out_of_scope", 0.96), ("stop", 0.04)])
     assert message.get("intent") == {"name": "delete_my_data", "confidence": 1.0}
-    assert message.get("intent_ranking")[0]["name"] == "delete_my_data"
+    # Alone in the ranking: a model sure of something else (0.96) is no near second that
+    # FallbackClassifier's ambiguity check (0.1) would read as a tie.
+    assert message.get("intent_ranking") == [{"name": "delete_my_data", "confidence": 1.0}]
 
 
 @pytest.mark.parametrize("text", ["wait, delete the number I typed", "把刚才的号码删掉"])
