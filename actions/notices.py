@@ -10,8 +10,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import replies
-from actions.card_service import client, region_for
+from actions.card_service import client
+from actions.progress import unasked
 from bot.card_client import CardServiceUnavailable, LossReport, NotFound
 
 logger = logging.getLogger(__name__)
@@ -66,12 +66,7 @@ class ActionLapseReminder(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> list[dict[str, Any]]:
-        entities = tracker.latest_message.get("entities") or []
-        given = {e.get("entity"): e.get("value") for e in entities}
-        reference = given.get("reference_number") or tracker.get_slot("reference_number")
-        language = tracker.get_slot("language") or "en"
-        region = await region_for(tracker.get_slot("city"))
+        given, reference, words = await unasked(tracker)
         dispatcher.utter_message(response="utter_lapse_reminder", reference=reference,
-                                 valid_until=given.get("valid_until") or "",
-                                 **replies.region_words(region, language))
+                                 valid_until=given.get("valid_until") or "", **words)
         return []

@@ -161,6 +161,16 @@ class ActionCancelReport(_VerifiedAction):
         return []
 
 
+async def unasked(tracker: Tracker) -> tuple[dict[str, Any], Any, dict[str, str]]:
+    """For a message the card service sent (an EXTERNAL_ intent): the entities it gave, the
+    report it is about (else the conversation's), and the city's words in the language."""
+    given = {e.get("entity"): e.get("value")
+             for e in tracker.latest_message.get("entities") or []}
+    reference = given.get("reference_number") or tracker.get_slot("reference_number")
+    region = await region_for(tracker.get_slot("city"))
+    return given, reference, replies.region_words(region, tracker.get_slot("language") or "en")
+
+
 class ActionCardReady(Action):
     """Said unasked, when the card service reports the card can be collected."""
 
@@ -169,12 +179,6 @@ class ActionCardReady(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> list[dict[str, Any]]:
-        entities = tracker.latest_message.get("entities") or []
-        reference = next((e.get("value") for e in entities
-                          if e.get("entity") == "reference_number"),
-                         tracker.get_slot("reference_number"))
-        language = tracker.get_slot("language") or "en"
-        region = await region_for(tracker.get_slot("city"))
-        dispatcher.utter_message(response="utter_card_ready", reference=reference,
-                                 **replies.region_words(region, language))
+        _, reference, words = await unasked(tracker)
+        dispatcher.utter_message(response="utter_card_ready", reference=reference, **words)
         return [SlotSet("reference_number", reference)] if reference else []

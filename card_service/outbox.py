@@ -140,17 +140,19 @@ class Outbox:
         reference, conversation = payload["reference"], payload["conversation_id"]
         kind = payload.get("kind") or notices.CARD_READY
         now = self.clock.now()
+        # Read once per attempt: the plan, the rendering and every path use the same record.
+        found = await self.store.get(reference)
+        record = found[0] if found else {}
         entry = await self.ledger.get(outbox_id)
         if entry is None:
-            found = await self.store.get(reference)
-            consent = bool(found and found[0].get("sms_consent") == "yes"
-                           and self.sms is not None)
+            consent = record.get("sms_consent") == "yes" and self.sms is not None
             entry = await self.ledger.open(outbox_id, reference, kind,
                                            notices.channel_of(conversation),
                                            notices.plan(conversation, consent), iso(now))
         if "messages" not in payload:
             try:
-                payload.update(await self.render(session, conversation, reference, kind))
+                payload.update(await self.render(session, conversation, reference, kind,
+                                                 record))
             except Retry as problem:
                 await self.ledger.attempt(entry, "render", outcomes.RETRY, iso(now),
                                           detail=str(problem))
@@ -172,22 +174,22 @@ class Outbox:
             entry.queued_since != ""
             and self.now_ms() - _ms(parse_iso(entry.queued_since)) < self.queue_wait_ms))
         if path == notices.SMS:
-            outcome = await self.text(reference, kind, payload)
+            outcome = await self.text(reference, kind, payload, record)
         else:
-            outcome = await self.try_path(session, entry, path, conversation, payload, keep)
+            outcome = await self.try_path(session, entry, path, conversation, payload, keep,
+                                          record)
         await self.ledger.attempt(entry, path, outcome.outcome, iso(now), outcome.code,
                                   outcome.detail)
         await self.act(outbox_id, entry, path, outcome, now)
 
     async def render(self, session: aiohttp.ClientSession, conversation: str,
-                     reference: str, kind: str) -> dict[str, Any]:
+                     reference: str, kind: str, record: dict[str, str]) -> dict[str, Any]:
         """What the conversation says for this notice (Rasa's collecting output), and the
         guardian's language."""
         url = f"{self.rasa_url}/conversations/{quote(conversation, safe='')}/trigger_intent"
         entities = {"reference_number": reference}
         if kind == notices.LAPSE_REMINDER:
-            found = await self.store.get(reference)
-            entities["valid_until"] = found[0].get("valid_until", "") if found else ""
+            entities["valid_until"] = record.get("valid_until", "")
         body = {"name": notices.INTENTS[kind], "entities": entities}
         try:
             async with session.post(url, json=body,
@@ -204,10 +206,8 @@ class Outbox:
                 "channel": tracker.get("latest_input_channel") or ""}
 
     async def try_path(self, session: aiohttp.ClientSession, entry: notices.Entry, path: str,
-                       conversation: str, payload: dict[str, Any], keep: bool
-                       ) -> outcomes.Outcome:
-        found = await self.store.get(entry.reference)
-        record = found[0] if found else {}
+                       conversation: str, payload: dict[str, Any], keep: bool,
+                       record: dict[str, str]) -> outcomes.Outcome:
         language = payload.get("language") or "zh"
         body = {"id": entry.id, "conversation": conversation, "path": path,
                 "kind": entry.kind, "language": language, "last": keep,
@@ -228,11 +228,9 @@ class Outbox:
                 TypeError) as error:
             return outcomes.Outcome(outcomes.RETRY, detail=type(error).__name__)
 
-    async def text(self, reference: str, kind: str, payload: dict[str, Any]
-                   ) -> outcomes.Outcome:
+    async def text(self, reference: str, kind: str, payload: dict[str, Any],
+                   record: dict[str, str]) -> outcomes.Outcome:
         """The SMS path: the phone number is opened here, at send time, and nowhere else."""
-        found = await self.store.get(reference)
-        record = found[0] if found else {}
         if self.sms is None or "phone" not in record or self.vault is None:
             return outcomes.Outcome(outcomes.FALLBACK, detail="no SMS or no phone number")
         try:
