@@ -15,7 +15,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FIELD_MIN ?= 0.95
 TRAIN_INPUTS := config.yml domain.yml $(shell find data -name '*.yml' 2>/dev/null)
 
-.PHONY: help run test lint validate pytest rasa-test nlu-eval train deps clean staff bench rotate-keys augment
+.PHONY: help run test lint validate pytest rasa-test nlu-eval train deps clean staff staff-user bench rotate-keys augment
 
 help:
 	@echo "make run    start the assistant (Redis, action server, Rasa) and print the chat page"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  load, baseline, NLU and memory figures; rewrites BENCHMARKS.md (~17 min)"
 	@echo "make staff ARGS='list'   the staff tool (list, show REF, advance REF [--to STATUS])"
+	@echo "make staff-user ARGS='add NAME --role agency'  staff console accounts (add, disable, enable, list)"
 	@echo "make rotate-keys  re-seal personal data under a new DATA_ENCRYPTION_KEY"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -76,6 +77,10 @@ run: $(STAMP) $(WEB) $(MODEL)
 staff: $(STAMP)
 	@$(PY) -m card_service $(ARGS)
 
+# Staff console accounts: add NAME --role ROLE (password asked), disable NAME, enable NAME, list.
+staff-user: $(STAMP)
+	@$(PY) -m console user $(ARGS)
+
 # After DATA_ENCRYPTION_KEY changed (the old one in DATA_ENCRYPTION_KEYS_RETIRED).
 rotate-keys: $(STAMP)
 	@$(PY) -m bot.crypto rotate
@@ -85,7 +90,7 @@ augment: $(STAMP)
 	@$(PY) tools/augment_nlu.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot actions card_service tests tools
+	$(BIN)/ruff check bot actions card_service console tests tools
 	$(BIN)/mypy
 
 validate: $(STAMP)

@@ -8,7 +8,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import replies
+from actions import handoff, replies
 
 # Two meanings this close, each this likely, are worth a question; anything less clear gets
 # the usual "say it again" with the main choices.
@@ -43,6 +43,8 @@ class ActionClarifyIntent(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> list[dict[str, Any]]:
+        if handoff.failed_tries(tracker.events) >= handoff.FAILED_TRIES:
+            return handoff.hand_over(dispatcher)  # a person rather than a fourth try
         ranking = list((tracker.latest_message or {}).get("intent_ranking") or [])
         choices = torn_between(ranking)
         if not choices:

@@ -90,6 +90,8 @@ class LossReport:
     notified_at: str = ""  # when the card-ready notice reached the guardian, and how
     notified_by: str = ""
     sms_consent: bool = False
+    filed_on: str = ""  # the filing date in China (YYYY-MM-DD)
+    relationship: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any], created: bool = False) -> LossReport:
@@ -111,6 +113,8 @@ class LossReport:
             notified_at=data.get("notified_at") or "",
             notified_by=data.get("notified_by") or "",
             sms_consent=bool(data.get("sms_consent")),
+            filed_on=data.get("filed_on") or "",
+            relationship=(data.get("guardian") or {}).get("relationship") or "",
         )
 
 
@@ -141,8 +145,11 @@ class Erasure:
 class CardClient:
     def __init__(self, base_url: str, token: str, timeout: tuple[float, float] = TIMEOUT,
                  retry_delays: tuple[float, ...] = RETRY_DELAYS,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None,
+                 headers: dict[str, str] | None = None):
         self.base_url = base_url.rstrip("/")
+        # Sent with every call: the staff console names its user (X-Staff-User).
+        self.headers = dict(headers or {})
         self.token = token
         self.timeout = timeout
         self.retry_delays = retry_delays
@@ -228,6 +235,13 @@ class CardClient:
                               {"status": status}, retry=False)
         return LossReport.from_json(response.json())
 
+    def reveal_phone(self, reference: str) -> str:
+        """The guardian's whole phone number (staff; the card service logs who asked).
+        Conflict once the report's personal data is erased."""
+        response = self._call("POST", f"/v1/loss-reports/{_segment(reference)}/reveal",
+                              {}, retry=False)
+        return str(response.json()["phone"])
+
     # Async twins for the action server.
     async def file_report_async(self, **kwargs: Any) -> LossReport:
         return await asyncio.to_thread(lambda: self.file_report(**kwargs))
@@ -254,7 +268,8 @@ class CardClient:
     # The one road every call takes.
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, *,
               retry: bool, headers: dict[str, str] | None = None) -> requests.Response:
-        all_headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+        all_headers = {"Authorization": f"Bearer {self.token}", **self.headers,
+                       **(headers or {})}
         delays = self.retry_delays if retry else ()
         for attempt in range(len(delays) + 1):
             try:

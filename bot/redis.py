@@ -32,8 +32,10 @@ LOCK_TICKETS = "tickets:"
 LOCK_COUNTER = "ticket_counter:"
 WEBCHAT = "cardbot:webchat:"
 LIMITS = "cardbot:limits:"
+HANDOFF = "cardbot:handoff:"
 SOCKETIO = "cardbot:socketio"
 CARD_SERVICE = "cardsvc:"
+CONSOLE = "cardstaff:"
 WECHAT = "wechat:"
 WHATSAPP = "whatsapp"
 
@@ -52,10 +54,16 @@ PREFIXES: dict[str, str] = {
     LIMITS: "how fast each client talks (bot/channels/limits.py): flight:<conversation> "
             "(turns running or waiting), conversation:<conversation> and address:<client "
             "address> (when the next message is due)",
+    HANDOFF: "live handoff to a person (bot/handoff.py): waiting and taken (the queue), "
+             "case:<conversation> (masked transcript, language, channel), agent:<conversation> "
+             "(who holds it), messages:<conversation>, pending:<conversation>",
     SOCKETIO: "the pub/sub channel through which web chat processes share socket.io rooms",
     CARD_SERVICE: "the card service: reports, their history, idempotency keys, failure "
                   "counters, lapse reminders, the outbox of notices to send and their "
                   "ledger (notice:<id>, notices:<ref>)",
+    CONSOLE: "the staff console (console/): user:<name> (accounts, argon2 hashes), users, "
+             "session:<sha256 of id>, fail:user:<name> and fail:addr:<sha256> (failed "
+             "logins), audit (who saw which report's fields)",
     WECHAT: "wechat:<app id>: the access token and its lock, the JS-SDK ticket, messages "
             "seen (duplicates), buttons shown, subscribed:<keyed digest of the user> "
             "(subscription notifications the user accepted)",
@@ -70,6 +78,7 @@ PREFIXES: dict[str, str] = {
 ADMIN_USER = "admin"  # operators and maintenance tools (key rotation, benchmarks): everything
 RASA_USER = "rasa"
 CARD_SERVICE_USER = "card-service"
+CONSOLE_USER = "console"
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,12 @@ ACL_USERS: dict[str, AclUser] = {
         channels=(),
         commands="-@all +@string +@hash +@list +@sortedset +@keyspace +@transaction "
                  f"-@dangerous -scan -randomkey +ping +echo {_SCRIPTS}"),
+    # Staff accounts, sessions, failed-login tallies and the audit log; never a report.
+    CONSOLE_USER: AclUser(
+        keys=(f"{CONSOLE}*",),
+        channels=(),
+        commands="-@all +@string +@hash +@list +@set +@keyspace +@transaction "
+                 "-@dangerous -scan -randomkey +ping +echo"),
 }
 DEFAULT_USER_OFF = "user default off resetpass resetkeys resetchannels -@all"
 

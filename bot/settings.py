@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -31,6 +32,7 @@ GENERATED_SECRETS = (
     "REDIS_PASSWORD",
     "REDIS_RASA_PASSWORD",
     "REDIS_CARD_SERVICE_PASSWORD",
+    "REDIS_CONSOLE_PASSWORD",
     "DATA_ENCRYPTION_KEY",
 )
 
@@ -160,6 +162,9 @@ class Settings:
     # admin user's) and `make run` hands each process a URL naming its user.
     redis_rasa_password: str = ""
     redis_card_service_password: str = ""
+    redis_console_password: str = ""
+    # The staff console (console/): its own process and port.
+    staff_console_port: int = 8090
     # Earlier DATA_ENCRYPTION_KEYs: they still open what they sealed until a rotation.
     data_encryption_keys_retired: tuple[str, ...] = ()
     rasa_url_override: str = ""
@@ -204,6 +209,15 @@ class Settings:
     env_file: Path = ROOT / ".env"
     # Names of Rasa patches to leave out, or "all".
     rasa_patches_off: tuple[str, ...] = ()
+    # The agents' handoff API (bot/channels/handoff.py): 503 until a token is set.
+    handoff_token: str = ""
+    # When agents answer handoffs, China time (bot/handoff.py StaffedHours); outside them the
+    # guardian is offered 12333 and the request waits in the queue.
+    staffed_hours: str = "Mon-Fri 09:00-17:00"
+    # GET /metrics on every process (bot/metrics.py); METRICS=off drops the route and the
+    # per-turn counting. Without METRICS_TOKEN only loopback clients may read it.
+    metrics_enabled: bool = True
+    metrics_token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -236,6 +250,8 @@ class Settings:
             redis_maxmemory=env.get("REDIS_MAXMEMORY", "512mb").strip() or "512mb",
             redis_rasa_password=env.get("REDIS_RASA_PASSWORD", ""),
             redis_card_service_password=env.get("REDIS_CARD_SERVICE_PASSWORD", ""),
+            redis_console_password=env.get("REDIS_CONSOLE_PASSWORD", ""),
+            staff_console_port=_port(env, "STAFF_CONSOLE_PORT", 8090),
             data_encryption_keys_retired=tuple(
                 key.strip() for key in env.get("DATA_ENCRYPTION_KEYS_RETIRED", "").split(",")
                 if key.strip()),
@@ -269,6 +285,10 @@ class Settings:
             env_file=env_file(env),
             rasa_patches_off=tuple(name.strip() for name in
                                    env.get("RASA_PATCHES_OFF", "").split(",") if name.strip()),
+            handoff_token=env.get("HANDOFF_TOKEN", "").strip(),
+            staffed_hours=_staffed_hours(env),
+            metrics_enabled=_switch(env, "METRICS", True),
+            metrics_token=env.get("METRICS_TOKEN", "").strip(),
         )
 
     @property
@@ -286,7 +306,8 @@ class Settings:
 
         return {name: password for name, password in (
             (bot_redis.RASA_USER, self.redis_rasa_password),
-            (bot_redis.CARD_SERVICE_USER, self.redis_card_service_password)) if password}
+            (bot_redis.CARD_SERVICE_USER, self.redis_card_service_password),
+            (bot_redis.CONSOLE_USER, self.redis_console_password)) if password}
 
     def redis_url_for(self, user: str) -> str:
         """The URL a component connects with: REDIS_URL's server as its own user once its
@@ -322,6 +343,10 @@ class Settings:
         return f"http://{self.local_host}:{self.card_service_port}"
 
     @property
+    def staff_console_url(self) -> str:
+        return f"http://{self.local_host}:{self.staff_console_port}"
+
+    @property
     def chat_page_url(self) -> str:
         return f"{self.rasa_url}/webhooks/webchat/chat/"
 
@@ -336,6 +361,7 @@ class Settings:
             "ACTIONS_URL": f"{self.actions_url}/webhook",
             "CARD_SERVICE_PORT": str(self.card_service_port),
             "CARD_SERVICE_URL": self.card_service_url,
+            "STAFF_CONSOLE_PORT": str(self.staff_console_port),
             **redis_env(self.redis_url),
             "REDIS_EMBEDDED_PORT": str(self.redis_embedded_port),
             "RASA_TOKEN": self.rasa_token,
@@ -455,7 +481,65 @@ def _redis_admin(env: Mapping[str, str]) -> str:
     from bot.redis import ADMIN_USER
 
     return ADMIN_USER if env.get("REDIS_RASA_PASSWORD") or \
-        env.get("REDIS_CARD_SERVICE_PASSWORD") else ""
+        env.get("REDIS_CARD_SERVICE_PASSWORD") or env.get("REDIS_CONSOLE_PASSWORD") else ""
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """`on` or `off` (any case; empty: the default).
+
+    >>> _switch({"METRICS": " OFF "}, "METRICS", True), _switch({}, "METRICS", True)
+    (False, True)
+    >>> _switch({"METRICS": "maybe"}, "METRICS", True)
+    Traceback (most recent call last):
+    ...
+    ValueError: METRICS must be on or off, got 'maybe'
+    """
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise ValueError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_STAFFED_SPAN = re.compile(r"(?P<first>[a-z]{3})(?:-(?P<last>[a-z]{3}))?\s+"
+                           r"(?P<start>\d{1,2}):(?P<sm>\d{2})-(?P<end>\d{1,2}):(?P<em>\d{2})")
+
+
+def staffed_spans(text: str) -> tuple[tuple[int, int, int], ...]:
+    """STAFFED_HOURS as (weekday 0-6, first minute, minute after the last): spans of
+    weekdays with times, e.g. "Mon-Fri 09:00-17:00, Sat 09:00-12:00"; "" is never. Raises
+    ValueError naming the variable.
+
+    >>> staffed_spans("Sat-Mon 09:00-12:30")
+    ((5, 540, 750), (6, 540, 750), (0, 540, 750))
+    """
+    spans: list[tuple[int, int, int]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        match = _STAFFED_SPAN.fullmatch(part.lower())
+        if not match or match["first"] not in _WEEKDAYS or \
+                (match["last"] or "mon") not in _WEEKDAYS:
+            raise ValueError(f'STAFFED_HOURS: "{part}" is not like "Mon-Fri 09:00-17:00"')
+        start = int(match["start"]) * 60 + int(match["sm"])
+        end = int(match["end"]) * 60 + int(match["em"])
+        if int(match["sm"]) > 59 or int(match["em"]) > 59 or not start < end <= 24 * 60:
+            raise ValueError(f'STAFFED_HOURS: "{part}": times from 00:00 to 24:00, the end '
+                             "after the start")
+        first = _WEEKDAYS.index(match["first"])
+        last = _WEEKDAYS.index(match["last"]) if match["last"] else first
+        days = range(first, last + 1) if last >= first else [*range(first, 7),
+                                                              *range(0, last + 1)]
+        spans.extend((day, start, end) for day in days)
+    return tuple(spans)
+
+
+def _staffed_hours(env: Mapping[str, str]) -> str:
+    value = env.get("STAFFED_HOURS", "Mon-Fri 09:00-17:00").strip()
+    staffed_spans(value)  # malformed: stop at start-up, naming the variable
+    return value
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:

@@ -21,7 +21,7 @@ from sanic.response import json as json_response
 from bot import redis as bot_redis
 from bot.rules import identity, regions, statuses
 from bot.settings import Settings
-from card_service import validation
+from card_service import metrics, validation
 from card_service.notices import Ledger
 from card_service.openapi import document
 from card_service.outbox import Outbox
@@ -256,6 +256,7 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.service = service
+    metrics.attach(app, service)
 
     @app.before_server_start
     async def connect(app: Sanic, _loop: Any) -> None:
@@ -419,7 +420,22 @@ def create_app(settings: Settings, name: str = "card_service") -> Sanic:
         canonical = path_reference(reference)
         if canonical is None:
             raise ApiError(404, "not_found", UNKNOWN_REFERENCE)
+        log.info("%s: %s asked by %s", canonical, target, staff_caller(request))
         return await move(canonical, target)
+
+    @app.post("/v1/loss-reports/<reference:str>/reveal")
+    async def reveal(request: Request, reference: str) -> HTTPResponse:
+        """The guardian's whole phone number, for a person at the console who clicked to
+        call them back (staff; logged with who asked)."""
+        service.role_of(request, STAFF)
+        canonical, (record, _history) = await known(reference)
+        if "phone" not in record:
+            raise ApiError(409, "personal_data_erased",
+                           "This report's personal data has been erased.",
+                           {"phone": "erased"})
+        phone = service.vault.decrypt(record["phone"], f"{canonical}:phone")
+        log.info("%s: phone number revealed to %s", canonical, staff_caller(request))
+        return json_response({"reference": canonical, "phone": phone})
 
     async def move(reference: str, target: str) -> HTTPResponse:
         found = await service.store.get(reference)
@@ -577,6 +593,15 @@ def _record(service: Service, reference: str, report: validation.LossReportInput
         "guardian_id_masked": identity.mask(report.guardian_id_number),
         "phone_masked": identity.mask(report.phone),
     }
+
+
+def staff_caller(request: Request) -> str:
+    """Who a staff call is for, as logs name it: the console's X-Staff-User (its account
+    name), else the shared staff token's machine caller."""
+    named = (request.headers.get("x-staff-user") or "").strip()
+    if named and len(named) <= 32 and all(ch.isalnum() or ch in "._-" for ch in named):
+        return f"staff user {named}"
+    return "the staff token"
 
 
 def _digest(text: str) -> str:

@@ -31,6 +31,9 @@ AUTH_ERRORS = {"401": _error("Missing or wrong token"), "403": _error("Token of 
 BODY_ERRORS = {"400": _error("Malformed JSON or not an object"),
                "413": _error("Body over 16 KiB"),
                "422": _error("Invalid fields, each named in error.fields")}
+# The staff console's account name, for the card service's log (optional).
+STAFF_USER = {"name": "X-Staff-User", "in": "header", "required": False,
+              "schema": {"type": "string", "maxLength": 32}}
 REFERENCE = {"name": "reference", "in": "path", "required": True,
              "schema": {"type": "string", "example": "SC-7K3F-9Q2M"},
              "description": "Crockford base32; lower case and no dash accepted"}
@@ -115,6 +118,8 @@ SCHEMAS: dict[str, Any] = {
     "NoticeLedger": {"type": "object", "properties": {
         "reference": {"type": "string"},
         "notices": {"type": "array", "items": {"$ref": REF + "Notice"}}}},
+    "RevealedPhone": {"type": "object", "required": ["reference", "phone"], "properties": {
+        "reference": {"type": "string"}, "phone": {"type": "string"}}},
     "Event": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": sorted(statuses.STAFF_SETTABLE)}}},
     "HistoryEntry": {"type": "object", "properties": {
@@ -164,6 +169,15 @@ PATHS: dict[str, Any] = {
                         "security": [],
                         "responses": {"200": {"description": "Up"},
                                       "503": {"description": "Redis unreachable"}}}},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics (bot/metrics.py): from loopback, or with METRICS_TOKEN",
+        "security": [],
+        "responses": {"200": {"description": "Prometheus text format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "401": {"description": "METRICS_TOKEN is set and was not presented",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "403": {"description": "Not from loopback and no METRICS_TOKEN set",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     "/v1/openapi.json": {"get": {"summary": "This document (service or staff token)",
                                  "responses": {"200": {"description": "OpenAPI 3.0"},
                                                **AUTH_ERRORS}}},
@@ -235,6 +249,13 @@ PATHS: dict[str, Any] = {
         "responses": {"200": _json("LossReport", "Moved"), **AUTH_ERRORS, **BODY_ERRORS,
                       "404": _error("No such report"),
                       "409": _error("The state machine forbids this transition")}}},
+    "/v1/loss-reports/{reference}/reveal": {"post": {
+        "summary": "The guardian's whole phone number, logged with the X-Staff-User that "
+                   "asked (staff token)",
+        "parameters": [REFERENCE, STAFF_USER],
+        "responses": {"200": _json("RevealedPhone", "The number"), **AUTH_ERRORS,
+                      "404": _error("No such report"),
+                      "409": _error("The report's personal data is erased")}}},
 }
 
 

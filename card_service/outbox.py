@@ -25,7 +25,7 @@ import jwt
 import redis
 
 from bot import notices as outcomes
-from card_service import notices
+from card_service import metrics, notices
 from card_service.store import FORGET_INTENT, PREFIX, Clock, Store, _ms, iso, parse_iso
 
 log = logging.getLogger("card_service.outbox")
@@ -156,6 +156,7 @@ class Outbox:
             except Retry as problem:
                 await self.ledger.attempt(entry, "render", outcomes.RETRY, iso(now),
                                           detail=str(problem))
+                metrics.notice_attempt("render", outcomes.RETRY)
                 attempts = await self.store.retry_later(outbox_id, self.delay, self.now_ms())
                 log.warning("outbox: %s %s not rendered (%s), attempt %d; will retry",
                             reference, kind, problem, attempts)
@@ -180,6 +181,7 @@ class Outbox:
                                           record)
         await self.ledger.attempt(entry, path, outcome.outcome, iso(now), outcome.code,
                                   outcome.detail)
+        metrics.notice_attempt(path, outcome.outcome)
         await self.act(outbox_id, entry, path, outcome, now)
 
     async def render(self, session: aiohttp.ClientSession, conversation: str,
@@ -251,6 +253,7 @@ class Outbox:
                 notices.DELIVERED, iso(now), path)
             await self.ledger.save(entry)  # type: ignore[union-attr]
             await self.store.delivered(outbox_id, reference, now, path=path)
+            metrics.notice_settled(entry.kind, notices.DELIVERED, path)
             log.info("outbox: %s %s delivered by %s", reference, entry.kind, path)
             return
         if outcome.outcome == outcomes.QUEUED:
@@ -287,5 +290,6 @@ class Outbox:
         entry.state = notices.UNDELIVERABLE
         await self.ledger.save(entry)  # type: ignore[union-attr]
         await self.store.settled(outbox_id)
+        metrics.notice_settled(entry.kind, notices.UNDELIVERABLE)
         log.warning("outbox: %s %s undeliverable (%s)", entry.reference, entry.kind, why)
 

@@ -7,10 +7,13 @@ COPY requirements.lock /tmp/requirements.lock
 # tzdata: actions use ZoneInfo("Asia/Shanghai") and slim images may lack the system zones.
 RUN pip install --no-cache-dir -c /tmp/requirements.lock \
         requests python-stdnum phonenumbers cryptography python-dotenv PyYAML redis tzdata \
+        prometheus-client \
     && rm /tmp/requirements.lock
 WORKDIR /app
 COPY --chown=1001:0 bot /app/bot
 COPY --chown=1001:0 actions /app/actions
+# rasa_sdk's plugin package: GET /metrics on the action server (bot/metrics.py).
+COPY --chown=1001:0 rasa_sdk_plugins /app/rasa_sdk_plugins
 ENV PYTHONPATH=/app \
     SANIC_HOST=0.0.0.0 \
     ACTIONS_PORT=5055

@@ -15,7 +15,7 @@ USER root
 COPY requirements.lock /tmp/requirements.lock
 RUN pip install --no-cache-dir -c /tmp/requirements.lock \
         jieba python-socketio python-engineio python-stdnum phonenumbers cryptography \
-        python-dotenv PyYAML redis requests aiohttp ujson \
+        python-dotenv PyYAML redis requests aiohttp ujson prometheus-client \
     && rm /tmp/requirements.lock
 WORKDIR /app
 COPY --chown=1001:0 bot /app/bot

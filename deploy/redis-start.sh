@@ -10,6 +10,7 @@ set -eu
 : "${REDIS_PASSWORD:?the admin user's password}"
 : "${REDIS_RASA_PASSWORD:?the rasa user's password}"
 : "${REDIS_CARD_SERVICE_PASSWORD:?the card-service user's password}"
+: "${REDIS_CONSOLE_PASSWORD:?the console user's password}"
 umask 077
 conf="$(mktemp)"
 digest() { printf '%s' "$1" | sha256sum | cut -d ' ' -f 1; }
@@ -23,5 +24,6 @@ user default off resetpass resetkeys resetchannels -@all
 user admin on #$(digest "$REDIS_PASSWORD") ~* &* +@all
 user rasa on #$(digest "$REDIS_RASA_PASSWORD") resetkeys ~cardbot:* ~wechat:* ~whatsapp:* resetchannels &cardbot:socketio -@all +@string +@list +@set +@sortedset +@keyspace +@transaction -@dangerous -scan -randomkey +ping +echo +time +evalsha +eval +script|load +script|exists +publish +subscribe +unsubscribe
 user card-service on #$(digest "$REDIS_CARD_SERVICE_PASSWORD") resetkeys ~cardsvc:* resetchannels -@all +@string +@hash +@list +@sortedset +@keyspace +@transaction -@dangerous -scan -randomkey +ping +echo +evalsha +eval +script|load +script|exists
+user console on #$(digest "$REDIS_CONSOLE_PASSWORD") resetkeys ~cardstaff:* resetchannels -@all +@string +@hash +@list +@set +@keyspace +@transaction -@dangerous -scan -randomkey +ping +echo
 EOF
 exec redis-server "$conf" "$@"

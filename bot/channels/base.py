@@ -24,7 +24,8 @@ conversation (`trigger_intent`: the card service's "card ready"). Every channel 
    contain ":", so it can name none of them. Its replies go to the app's own id again.
 7. Hands a message to Rasa only within the limits of `bot.channels.limits` (a turn or two
    in flight per conversation, so many a minute); past them the user is told to slow
-   down and the message is not run. `guarded(on_new_message)` does both.
+   down and the message is not run. `guarded(on_new_message)` does both, and keeps the
+   message from Rasa for the agent while a person holds the conversation (`bot.handoff`).
 8. Replies through a `ChannelOutput`. In a user's turn a reply the app refuses is
    logged, not raised (Rasa would not save the turn). The output handed to
    `trigger_intent` raises `NotDelivered` instead, so that the card service sends the
@@ -56,7 +57,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot import notices
+from bot import handoff, notices
 from bot import settings as bot_settings
 from bot.channels.limits import TurnLimiter, slow_down_text
 from bot.channels.text import custom_text
@@ -209,7 +210,8 @@ class ChannelInput(InputChannel):
             message.sender_id = conversation
             message.output_channel = Addressed(channel, message.output_channel)
             try:
-                await on_new_message(message)
+                # While an agent holds the conversation, the message is theirs (bot/handoff.py).
+                await handoff.turn(on_new_message, message)
             finally:
                 await limiter().done(conversation)
 

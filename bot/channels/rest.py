@@ -31,6 +31,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import handoff
 from bot.channels.base import ChannelConfig, ChannelInput, limiter
 from bot.channels.limits import slow_down_text
 
@@ -154,7 +155,8 @@ class TokenRestInput(ChannelInput, RestInput):
                 _wait.set(wait)
                 return
             try:
-                await on_new_message(message)
+                # As `guarded` does: an agent holding the conversation gets the message.
+                await handoff.turn(on_new_message, message)
             except Exception:
                 _turn_failed.set(True)
                 raise

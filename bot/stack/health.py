@@ -42,6 +42,7 @@ def checks(settings: Settings) -> dict[str, Check]:
         "redis": lambda: redis_ready(settings.redis_url),
         "actions": lambda: http_ready(f"{settings.actions_url}/health"),
         "card": lambda: http_ready(f"{settings.card_service_url}/health"),
+        "console": lambda: http_ready(f"{settings.staff_console_url}/health"),
         "rasa": lambda: rasa_ready(settings),
     }
 

@@ -26,6 +26,7 @@ PR_SET_PDEATHSIG = 1
 REDIS_USER_OF: dict[str, str | None] = {
     "rasa": bot_redis.RASA_USER,
     "card": bot_redis.CARD_SERVICE_USER,
+    "console": bot_redis.CONSOLE_USER,
     "actions": None,
 }
 
@@ -54,6 +55,24 @@ def process_environment(env: dict[str, str], settings: Settings, name: str) -> d
     own = {key: value for key, value in env.items() if not key.startswith("REDIS_")}
     user = REDIS_USER_OF[name]
     return own if user is None else {**own, **redis_env(settings.redis_url_for(user))}
+
+
+def metrics_lines(settings: Settings, commands: dict[str, str]) -> list[str]:
+    """One `Metrics:` line per process serving GET /metrics (bot/metrics.py): each keeps
+    its own counts, and Prometheus, not a page here, adds them up (deploy/prometheus.yml).
+
+    >>> s = Settings.from_env({})
+    >>> metrics_lines(s, {"rasa": "", "actions": "", "card": "", "redis": ""})[0]
+    'Metrics: http://127.0.0.1:5005/metrics (rasa)'
+    >>> metrics_lines(Settings.from_env({"METRICS": "off"}), {"rasa": ""})
+    []
+    """
+    if not settings.metrics_enabled:
+        return []
+    bases = {"rasa": settings.rasa_url, "actions": settings.actions_url,
+             "card": settings.card_service_url}
+    return [f"Metrics: {base}/metrics ({name})" for name, base in bases.items()
+            if name in commands]
 
 
 def say(line: str) -> None:
@@ -106,6 +125,10 @@ def main() -> None:
         if stack.bot_env != "production" or stack.rest_token:
             say(f"REST webhook: {stack.rasa_url}/webhooks/rest/webhook")
         say(f"Chat page: {stack.chat_page_url}")
+        for line in metrics_lines(stack, commands):
+            say(line)
+        if "console" in commands:
+            say(f"Staff console: {stack.staff_console_url}")
 
     threading.Thread(target=announce, daemon=True).start()
     manager.loop()

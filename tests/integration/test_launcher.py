@@ -61,6 +61,7 @@ def test_launcher_starts_everything_answers_and_stops_without_orphans(tmp_path: 
         "RASA_PORT": str(rasa_port),
         "ACTIONS_PORT": str(free_port()),
         "CARD_SERVICE_PORT": str(free_port()),
+        "STAFF_CONSOLE_PORT": str(console_port := free_port()),
         "REDIS_EMBEDDED_PORT": str(free_port()),
     }
     launcher = subprocess.Popen(
@@ -68,8 +69,11 @@ def test_launcher_starts_everything_answers_and_stops_without_orphans(tmp_path: 
         cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
-        lines = read_until(launcher, "Chat page: ", timeout=180)
-        page_url = lines[-1].split("Chat page: ", 1)[1]
+        # The staff console's line is printed after the chat page's.
+        lines = read_until(launcher, "Staff console: ", timeout=180)
+        assert lines[-1] == f"Staff console: http://127.0.0.1:{console_port}"
+        page_url = next(line for line in lines if line.startswith("Chat page: ")).split(
+            "Chat page: ", 1)[1]
         assert page_url == f"http://127.0.0.1:{rasa_port}/webhooks/webchat/chat/"
 
         secrets = dotenv_values(env_file)

@@ -33,8 +33,9 @@ from tests.testkit.redis_server import ADMIN_PASSWORD, RedisServer
 
 pytestmark = pytest.mark.integration
 
-RASA, CARD = bot_redis.RASA_USER, bot_redis.CARD_SERVICE_USER
-USERS = {RASA: "rasa-test-password", CARD: "card-service-test-password"}
+RASA, CARD, CONSOLE = bot_redis.RASA_USER, bot_redis.CARD_SERVICE_USER, bot_redis.CONSOLE_USER
+USERS = {RASA: "rasa-test-password", CARD: "card-service-test-password",
+         CONSOLE: "console-test-password"}
 WAIT = 10.0
 
 
@@ -72,7 +73,7 @@ def test_the_default_user_is_off_and_only_the_admin_reaches_everything(
     admin.set("cardsvc:report:SC-TEST-0001", "x")
     admin.set("cardbot:tracker:someone", "y")
     assert admin.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
-    assert set(admin.acl_users()) == {"default", "admin", RASA, CARD}
+    assert set(admin.acl_users()) == {"default", "admin", RASA, CARD, CONSOLE}
     wrong = redis.Redis(port=server.port, username=RASA, password="not-the-password")
     refused(wrong.ping)
 
@@ -252,7 +253,8 @@ def test_deploy_starts_redis_with_the_same_users(server: RedisServer, tmp_path: 
     binary = Path(redis_server.binary())
     env = {**os.environ, "PATH": f"{binary.parent}{os.pathsep}{os.environ['PATH']}",
            "REDIS_PASSWORD": "deploy-admin", "REDIS_RASA_PASSWORD": USERS[RASA],
-           "REDIS_CARD_SERVICE_PASSWORD": USERS[CARD], "REDIS_MAXMEMORY": "64mb",
+           "REDIS_CARD_SERVICE_PASSWORD": USERS[CARD], "REDIS_CONSOLE_PASSWORD": USERS[CONSOLE],
+           "REDIS_MAXMEMORY": "64mb",
            "TMPDIR": str(tmp_path)}
     deployed = Process("redis-start", ["sh", str(ROOT / "deploy" / "redis-start.sh"), "--port",
                                        str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)],

@@ -23,6 +23,7 @@ class Stack:
             "RASA_PORT": str(free_port()),
             "ACTIONS_PORT": str(free_port()),
             "CARD_SERVICE_PORT": str(free_port()),
+            "STAFF_CONSOLE_PORT": str(free_port()),
             "REDIS_URL": redis_url,
             "RASA_TOKEN": "test-rasa-token",
             "RASA_JWT_SECRET": "test-rasa-jwt-secret-0123456789abc",

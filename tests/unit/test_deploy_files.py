@@ -21,10 +21,11 @@ from bot.settings import GENERATED_SECRETS, ROOT
 DEPLOY = ROOT / "deploy"
 SECRETS = ("RASA_TOKEN", "RASA_JWT_SECRET", "CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN",
            "DATA_ENCRYPTION_KEY", "REDIS_PASSWORD", "REDIS_RASA_PASSWORD",
-           "REDIS_CARD_SERVICE_PASSWORD", "REST_TOKEN")
+           "REDIS_CARD_SERVICE_PASSWORD", "REDIS_CONSOLE_PASSWORD", "REST_TOKEN")
 # The Redis user each service connects as, and the variable holding its password.
 REDIS_USERS = {"rasa": (bot_redis.RASA_USER, "REDIS_RASA_PASSWORD"),
-               "card-service": (bot_redis.CARD_SERVICE_USER, "REDIS_CARD_SERVICE_PASSWORD")}
+               "card-service": (bot_redis.CARD_SERVICE_USER, "REDIS_CARD_SERVICE_PASSWORD"),
+               "console": ("console", "REDIS_CONSOLE_PASSWORD")}
 REFERENCE = re.compile(r"^\$\{[A-Z_]+(:?[-?][^}]*)?\}$")
 
 

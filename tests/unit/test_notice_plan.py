@@ -25,7 +25,10 @@ def channel_classes() -> dict[str, type[ChannelInput]]:
 
 
 def test_every_channel_declares_the_paths_the_card_service_plans() -> None:
-    declared = {name: cls.NOTICE_PATHS for name, cls in channel_classes().items()}
+    # The handoff API (bot/channels/handoff.py) is served as a channel, but no guardian
+    # writes through it: no conversation of its own, nothing to plan.
+    declared = {name: cls.NOTICE_PATHS for name, cls in channel_classes().items()
+                if name != "handoff"}
     assert declared == notices.CHANNEL_PATHS
 
 

@@ -14,7 +14,7 @@ from bot import redis as bot_redis
 from bot.settings import ROOT
 
 # Where our Redis keys are written (tests and tools may spell keys out to check them).
-PACKAGES = ("bot", "card_service")
+PACKAGES = ("bot", "card_service", "console")
 FACTORY = ROOT / "bot" / "redis.py"
 
 

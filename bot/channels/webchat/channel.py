@@ -29,7 +29,7 @@ from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
 from sanic import Blueprint, Sanic
 
-from bot import notices
+from bot import handoff, notices
 from bot import redis as bot_redis
 from bot import settings as bot_settings
 from bot.channels.base import Addressed, ChannelConfig, ChannelInput, conversation_id, limiter
@@ -215,7 +215,8 @@ class WebChatInput(ChannelInput, SocketIOInput):
             # Admitted by `user_message` (bot.channels.limits), on whichever process.
             output = Addressed(self.name(), SocketIOOutput(sio, self.bot_message_evt))
             try:
-                await on_new_message(UserMessage(
+                # As `guarded` does: an agent holding the conversation gets the message.
+                await handoff.turn(on_new_message, UserMessage(
                     turn["text"], output, turn["sender_id"], input_channel=self.name(),
                     metadata=turn["metadata"]))
             finally:

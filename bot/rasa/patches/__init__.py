@@ -10,7 +10,8 @@ RASA_PATCHES_OFF=name,name leaves the named entries out; `all` leaves out every 
 (Rasa at its own pace, same answers). Behaviour entries stay on under `all` and go only by
 name: each changes what a guardian reads (the language of every reply, the message the
 model sees, an answer the form takes, a 503 instead of a reply from a forgotten
-conversation), so leaving one out is a different bot, not a speed experiment.
+conversation) or what its operators see (`metrics`), so leaving one out is a different bot,
+not a speed experiment.
 
 Entries name their module; the module, with Rasa under it, is imported only on install, so
 listing the entries is quick.
@@ -88,6 +89,11 @@ PATCHES: tuple[Patch, ...] = (
     Patch("strict_tracker_store", "behaviour",
           ("rasa.core.agent.FailSafeTrackerStore",),
           "tracker-store failures fail the turn instead of answering from memory"),
+    Patch("metrics", "behaviour",
+          ("rasa.core.run.configure_app",
+           "rasa.core.processor.MessageProcessor.handle_message",
+           "rasa.core.processor.MessageProcessor.run_action_extract_slots"),
+          "GET /metrics, and each turn counted in memory (bot/metrics.py; off: METRICS=off)"),
 )
 
 
@@ -99,7 +105,7 @@ def enabled(off: Iterable[str]) -> list[Patch]:
     """The entries left on when `off` (RASA_PATCHES_OFF's names) are switched off.
 
     >>> [patch.name for patch in enabled([ALL])]
-    ['language_slot', 'form_answers', 'message_limit', 'strict_tracker_store']
+    ['language_slot', 'form_answers', 'message_limit', 'strict_tracker_store', 'metrics']
     >>> len(enabled([])) == len(PATCHES)
     True
     >>> enabled(["gc-freeze"])  # doctest: +ELLIPSIS

@@ -1,0 +1,65 @@
+"""The staff console as a real process (`python -m console serve`) beside a real card
+service, and its accounts made with its own command (`python -m console user add`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from bot.settings import ROOT
+from tests.testkit.processes import Process, free_port, wait_for
+
+
+class ConsoleServer:
+    def __init__(self, redis_url: str, card_service_url: str, staff_token: str, log_dir: Path,
+                 env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {name: value for name, value in os.environ.items()
+                    if not name.startswith(("REDIS_", "STAFF_CONSOLE_", "CARD_SERVICE_"))}
+        self.env.update({
+            "STAFF_CONSOLE_PORT": str(self.port),
+            "BIND_HOST": "127.0.0.1",
+            "REDIS_URL": redis_url,
+            "CARD_SERVICE_URL": card_service_url,
+            "CARD_SERVICE_STAFF_TOKEN": staff_token,
+            # Not the project's .env: its Redis passwords are not this Redis's.
+            "ENV_FILE": str(log_dir / "console.env"),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        })
+        self.process = Process(f"console-{self.port}", [sys.executable, "-m", "console", "serve"],
+                               self.env, log_dir)
+
+    def healthy(self) -> bool:
+        if self.process.popen is not None and not self.process.running:
+            raise RuntimeError(f"console exited:\n{self.process.log_tail()}")
+        try:
+            return requests.get(self.url + "/health", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def start(self) -> ConsoleServer:
+        self.process.start()
+        try:
+            wait_for(self.healthy, 30, "staff console", interval=0.1)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}\n{self.process.log_tail()}") from error
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def command(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """`python -m console ...` with this console's settings."""
+        return subprocess.run([sys.executable, "-m", "console", *args], input=stdin,
+                              capture_output=True, text=True, env=self.env, cwd=str(ROOT),
+                              timeout=60, check=False)
+
+    def add_user(self, name: str, role: str, password: str) -> None:
+        done = self.command("user", "add", name, "--role", role, stdin=password + "\n")
+        assert done.returncode == 0, done.stderr
