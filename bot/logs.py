@@ -164,3 +164,15 @@ def install() -> None:
 
     logging.setLogRecordFactory(masked_record)
     _installed = True
+
+
+def install_for(component: str) -> None:
+    """Masked records, and `component`'s own INFO lines on stderr with their time (the
+    services run under honcho or a container, which keep stderr)."""
+    install()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    log = logging.getLogger(component)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False

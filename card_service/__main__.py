@@ -4,7 +4,6 @@ retention sweep for cron, and the staff tool."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import TYPE_CHECKING
 
@@ -20,13 +19,7 @@ def serve(settings: Settings) -> None:
     from bot import logs
     from card_service.app import create_app
 
-    logs.install()
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    service_log = logging.getLogger("card_service")
-    service_log.addHandler(handler)
-    service_log.setLevel(logging.INFO)
-    service_log.propagate = False
+    logs.install_for("card_service")
     try:
         app = create_app(settings)
     except ValueError as error:

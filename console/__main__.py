@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import datetime as dt
 import getpass
-import logging
 import sys
 
 from bot import settings as bot_settings
@@ -21,13 +20,7 @@ def serve(settings: Settings) -> None:
     from bot import logs
     from console.app import create_app
 
-    logs.install()
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    console_log = logging.getLogger("console")
-    console_log.addHandler(handler)
-    console_log.setLevel(logging.INFO)
-    console_log.propagate = False
+    logs.install_for("console")
     try:
         app = create_app(settings)
     except ValueError as error:

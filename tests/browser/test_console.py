@@ -15,8 +15,7 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from tests.browser.conftest import SCREENSHOTS
 from tests.integration.conftest import CardService
 from tests.testkit import people
-from tests.testkit.console import ConsoleServer
-from tests.testkit.redis_server import RedisServer
+from tests.testkit.console import ConsoleServer, console_stack
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +27,9 @@ CITIES = ("北京", "上海", "广州", "成都")
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ConsoleServer, CardService]]:
-    directory = tmp_path_factory.mktemp("console-browser")
-    (directory / "redis").mkdir()
-    redis_server = RedisServer(directory / "redis", directory).start()
-    card = CardService(redis_server.url, directory).start()
-    console = ConsoleServer(redis_server.url, card.url, card.staff_token, directory).start()
-    for name, role in USERS.items():
-        console.add_user(name, role, PASSWORD)
-    yield console, card
-    console.stop()
-    card.stop()
-    redis_server.stop()
+    with console_stack(tmp_path_factory.mktemp("console-browser"), USERS, PASSWORD) as (
+            console, card, _redis):
+        yield console, card
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import requests
 
 from tests.integration.conftest import CardService
 from tests.testkit import people
-from tests.testkit.console import ConsoleServer
+from tests.testkit.console import ConsoleServer, console_stack
 from tests.testkit.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -27,17 +27,8 @@ USERS = {"ada": "agency", "ben": "bank", "amy": "agent", "root": "admin"}
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[tuple[ConsoleServer, CardService, RedisServer]]:
-    directory = tmp_path_factory.mktemp("console")
-    (directory / "redis").mkdir()
-    redis_server = RedisServer(directory / "redis", directory).start()
-    card = CardService(redis_server.url, directory).start()
-    console = ConsoleServer(redis_server.url, card.url, card.staff_token, directory).start()
-    for name, role in USERS.items():
-        console.add_user(name, role, PASSWORD)
-    yield console, card, redis_server
-    console.stop()
-    card.stop()
-    redis_server.stop()
+    with console_stack(tmp_path_factory.mktemp("console"), USERS, PASSWORD) as started:
+        yield started
 
 
 @pytest.fixture

@@ -6,12 +6,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
 from bot.settings import ROOT
 from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import CardService
 
 
 class ConsoleServer:
@@ -63,3 +70,23 @@ class ConsoleServer:
     def add_user(self, name: str, role: str, password: str) -> None:
         done = self.command("user", "add", name, "--role", role, stdin=password + "\n")
         assert done.returncode == 0, done.stderr
+
+
+@contextmanager
+def console_stack(directory: Path, users: Mapping[str, str], password: str
+                  ) -> Iterator[tuple[ConsoleServer, CardService, RedisServer]]:
+    """Redis, a card service and a console on them, with an account per `users` entry
+    (name -> role), all sharing `password`; stopped in reverse order."""
+    from tests.integration.conftest import CardService
+
+    (directory / "redis").mkdir()
+    with ExitStack() as running:
+        redis_server = RedisServer(directory / "redis", directory).start()
+        running.callback(redis_server.stop)
+        card = CardService(redis_server.url, directory).start()
+        running.callback(card.stop)
+        console = ConsoleServer(redis_server.url, card.url, card.staff_token, directory).start()
+        running.callback(console.stop)
+        for name, role in users.items():
+            console.add_user(name, role, password)
+        yield console, card, redis_server

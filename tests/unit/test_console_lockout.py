@@ -3,32 +3,12 @@ per account and per address; a success clears the account's tally only."""
 
 from __future__ import annotations
 
-import asyncio
-
-import redis.asyncio as aioredis
-
 from console.lockout import ACCOUNT, ADDRESS, MEMORY_SECONDS, Lockout, wait_after
-
-
-class TestClock:
-    __test__ = False
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.testkit.set_clock import SetClock, on_redis
 
 
 def run(redis_url: str, steps):  # type: ignore[no-untyped-def]
-    async def main():  # type: ignore[no-untyped-def]
-        client = aioredis.Redis.from_url(redis_url)
-        clock = TestClock()
-        try:
-            return await steps(Lockout(client, clock), clock)
-        finally:
-            await client.close()
-    return asyncio.run(main())
+    return on_redis(redis_url, lambda client, clock: steps(Lockout(client, clock), clock))
 
 
 def test_three_free_failures_then_waits_that_double() -> None:
@@ -38,7 +18,7 @@ def test_three_free_failures_then_waits_that_double() -> None:
 
 
 def test_the_wait_runs_on_the_clock_and_grows(redis_url: str) -> None:
-    async def steps(lockout: Lockout, clock: TestClock):  # type: ignore[no-untyped-def]
+    async def steps(lockout: Lockout, clock: SetClock):  # type: ignore[no-untyped-def]
         seen = []
         for _ in range(3):
             await lockout.failed("li.wei", "10.0.0.1")
@@ -59,7 +39,7 @@ def test_the_wait_runs_on_the_clock_and_grows(redis_url: str) -> None:
 
 
 def test_the_address_is_held_across_accounts(redis_url: str) -> None:
-    async def steps(lockout: Lockout, clock: TestClock):  # type: ignore[no-untyped-def]
+    async def steps(lockout: Lockout, clock: SetClock):  # type: ignore[no-untyped-def]
         for n in range(ADDRESS.free + 1):
             await lockout.failed(f"guess{n}", "10.0.0.9")
         return (await lockout.wait("someone.new", "10.0.0.9"),
@@ -70,7 +50,7 @@ def test_the_address_is_held_across_accounts(redis_url: str) -> None:
 
 
 def test_a_success_clears_the_account_but_not_the_address(redis_url: str) -> None:
-    async def steps(lockout: Lockout, clock: TestClock):  # type: ignore[no-untyped-def]
+    async def steps(lockout: Lockout, clock: SetClock):  # type: ignore[no-untyped-def]
         for _ in range(ADDRESS.free + 1):
             await lockout.failed("li.wei", "10.0.0.1")
         await lockout.succeeded("li.wei", "10.0.0.1")
@@ -82,7 +62,7 @@ def test_a_success_clears_the_account_but_not_the_address(redis_url: str) -> Non
 
 
 def test_failures_are_forgotten_a_day_after_the_last(redis_url: str) -> None:
-    async def steps(lockout: Lockout, clock: TestClock):  # type: ignore[no-untyped-def]
+    async def steps(lockout: Lockout, clock: SetClock):  # type: ignore[no-untyped-def]
         for _ in range(8):
             await lockout.failed("li.wei", "10.0.0.1")
         held = await lockout.wait("li.wei", "10.0.0.1")

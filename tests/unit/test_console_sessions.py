@@ -3,35 +3,15 @@ absolute ends; the search and next-status rules the pages use."""
 
 from __future__ import annotations
 
-import asyncio
-
-import redis.asyncio as aioredis
-
 from bot.card_client import LossReport
 from bot.rules.regions import default
 from console.app import next_statuses, phone_matches, search
 from console.sessions import ABSOLUTE_SECONDS, IDLE_SECONDS, Session, Sessions
-
-
-class TestClock:
-    __test__ = False
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.testkit.set_clock import SetClock, on_redis
 
 
 def run(redis_url: str, steps):  # type: ignore[no-untyped-def]
-    async def main():  # type: ignore[no-untyped-def]
-        client = aioredis.Redis.from_url(redis_url)
-        clock = TestClock()
-        try:
-            return await steps(Sessions(client, clock), clock, client)
-        finally:
-            await client.close()
-    return asyncio.run(main())
+    return on_redis(redis_url, lambda client, clock: steps(Sessions(client, clock), clock, client))
 
 
 def test_the_csrf_token_must_be_presented_whole() -> None:
@@ -66,7 +46,7 @@ def test_login_replaces_the_anonymous_session(redis_url: str) -> None:
 
 
 def test_a_session_ends_after_its_absolute_lifetime(redis_url: str) -> None:
-    async def steps(sessions: Sessions, clock: TestClock, _client):  # type: ignore[no-untyped-def]
+    async def steps(sessions: Sessions, clock: SetClock, _client):  # type: ignore[no-untyped-def]
         session = await sessions.start("li.wei")
         clock.now += ABSOLUTE_SECONDS - 1
         still = await sessions.get(session.id)
