@@ -24,6 +24,7 @@ import yaml
 
 from bot.card_client import HistoryEntry
 from bot.rules import identity, regions, statuses
+from bot.rules.china_time import minute
 from bot.rules.regions import Region
 
 DATA = Path(__file__).with_name("replies.yml")
@@ -150,7 +151,4 @@ def china_date(moment: str) -> str:
     >>> china_date("2026-12-04T17:30:00Z")
     '2026-12-05'
     """
-    import datetime as dt
-
-    at = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    return (at.astimezone(dt.timezone(dt.timedelta(hours=8)))).date().isoformat()
+    return minute(moment)[:10]

@@ -42,9 +42,9 @@ import redis.asyncio as aioredis
 from bot.crypto import REPORT_FIELDS
 from bot.redis import CARD_SERVICE as PREFIX
 from bot.rules import statuses
+from bot.rules.china_time import CHINA
 
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
-CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 RETENTION, ASKED, INDEXED = "retention", "retention:asked", "retention:indexed"
 REMINDERS = "reminders"
 REMIND_AT = dt.time(10)  # in China: a reminder in the morning, not at midnight

@@ -102,6 +102,7 @@ from bot.channels.base import (
 )
 from bot.channels.buttons import ButtonMemory
 from bot.channels.text import GREETING, custom_text, typed
+from bot.rules.china_time import CHINA
 
 log = logging.getLogger(__name__)
 
@@ -719,7 +720,6 @@ ERRCODES: dict[int, tuple[str, str]] = {
     -1: (notices.RETRY, "WeChat is busy"),
 }
 # WeChat's quotas start again at midnight in China.
-CHINA = datetime.timezone(datetime.timedelta(hours=8))
 # Errors that a retry cannot cure (soon): the user left the 48-hour window, unfollowed
 # the account, got as many messages as WeChat allows until they write again, or the
 # openid is not this account's.
