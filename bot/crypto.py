@@ -116,15 +116,16 @@ REPORT_HASHES = {"guardian_hash": "guardian_id", "child_hash": "child_id"}
 
 
 def rotate(redis_url: str, vault: Vault, say: Callable[[str], object] = print) -> dict[str, int]:
-    """Re-seal every conversation record and report field not sealed under the current key,
-    and re-hash guardian IDs, so retired keys can be dropped. Safe while the stack runs: each
-    record is rewritten only if it has not changed since it was read (WATCH)."""
+    """Re-seal every conversation record, handoff case and message and report field not
+    sealed under the current key, and re-hash guardian IDs, so retired keys can be dropped.
+    Safe while the stack runs: each record is rewritten only if it has not changed since it
+    was read (WATCH)."""
     import redis as redis_lib
 
     from bot import redis as bot_redis
 
     client = bot_redis.client(redis_url, "tool", decode_responses=True)
-    counts = {"conversations": 0, "reports": 0, "current": 0}
+    counts = {"conversations": 0, "reports": 0, "handoffs": 0, "current": 0}
     tracker_prefix = f"{bot_redis.TRACKER}:tracker:"
     for key in client.scan_iter(match=tracker_prefix + "*", count=500):
         context = f"tracker:{key[len(tracker_prefix):]}"
@@ -142,6 +143,35 @@ def rotate(redis_url: str, vault: Vault, say: Callable[[str], object] = print) -
                 counts["conversations"] += 1
             except redis_lib.WatchError:
                 say(f"rotate: {key} changed while read; its next save seals it anew")
+    # Handoff cases (a string) and their messages (lists), each value bound to its key
+    # (bot/handoff.py).
+    for key in client.scan_iter(match=f"{bot_redis.HANDOFF}*", count=500):
+        kind = key[len(bot_redis.HANDOFF):].partition(":")[0]
+        if kind not in ("case", "messages", "pending"):
+            continue
+        with client.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                ttl = pipe.ttl(key)
+                values = [pipe.get(key)] if kind == "case" else pipe.lrange(key, 0, -1)
+                values = [value for value in values if value is not None]
+                if all(vault.is_current(value) for value in values):
+                    counts["current"] += bool(values)
+                    continue
+                fresh = [vault.encrypt(value if value.startswith("{")
+                                       else vault.decrypt(value, key), key) for value in values]
+                pipe.multi()
+                if kind == "case":
+                    pipe.set(key, fresh[0], ex=ttl if ttl > 0 else None)
+                else:
+                    pipe.delete(key)
+                    pipe.rpush(key, *fresh)
+                    if ttl > 0:
+                        pipe.expire(key, ttl)
+                pipe.execute()
+                counts["handoffs"] += 1
+            except redis_lib.WatchError:
+                say(f"rotate: {key} changed while read; run the rotation again")
     report_prefix = f"{bot_redis.CARD_SERVICE}report:"
     for key in client.scan_iter(match=report_prefix + "*", count=500):
         reference = key[len(report_prefix):]
@@ -196,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"rotate: sealing under key {vault.key_id}")
     counts = rotate(config.redis_url, vault)
-    print(f"rotate: {counts['conversations']} conversations and {counts['reports']} reports "
-          f"re-sealed, {counts['current']} already current")
+    print(f"rotate: {counts['conversations']} conversations, {counts['handoffs']} handoff "
+          f"records and {counts['reports']} reports re-sealed, {counts['current']} already "
+          "current")
     return 0
 
 

@@ -15,7 +15,11 @@ Keys (all under `cardbot:handoff:`, which the Rasa Redis user may touch):
   messages:<conversation> list of JSON {seq, from, text, at}: the guardian's messages since
                           the agent took it and the agent's replies (seq = position, from 1)
   pending:<conversation>  list: replies for a REST guardian, given with their next answer
-Everything of a case goes when it is handed back or closed, or after CASE_TTL_S unused.
+The case and every message are sealed like conversations (bot/crypto.py, DATA_ENCRYPTION_KEY,
+the key's name bound in; `python -m bot.crypto rotate` re-seals them): masked, what a guardian
+typed is still theirs. Everything of a case goes when it is handed back or closed, when the
+guardian has the conversation erased (`forget`, from the tracker store), or CASE_TTL_S after
+it was queued, taken or last written to.
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ import redis
 import redis.asyncio
 
 from bot import redis as bot_redis
+from bot import settings as bot_settings
 from bot.rasa.scrub import personal_values
 from bot.rules.identity import masked_numbers
 from bot.settings import staffed_spans
 
 if TYPE_CHECKING:
     from rasa.core.channels.channel import OutputChannel, UserMessage
+
+    from bot.crypto import Vault
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ if holder then
   return holder
 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 return 1
@@ -220,11 +228,14 @@ class Taken(RuntimeError):
 
 
 class Queue:
-    """The handoff queue on Redis; every method is one round trip or one script."""
+    """The handoff queue on Redis; every method is one round trip or one script. `vault`:
+    the data key (by default DATA_ENCRYPTION_KEY's, which must then be set)."""
 
-    def __init__(self, client: redis.asyncio.Redis, ttl_s: int = CASE_TTL_S) -> None:
+    def __init__(self, client: redis.asyncio.Redis, ttl_s: int = CASE_TTL_S,
+                 vault: Vault | None = None) -> None:
         self.redis = client
         self.ttl_s = ttl_s
+        self.vault = vault if vault is not None else bot_settings.settings().vault()
         self._take = client.register_script(TAKE)
         self._release = client.register_script(RELEASE)
 
@@ -237,10 +248,11 @@ class Queue:
             pipe.zadd(WAITING_KEY, {case.conversation: case.queued_at}, nx=True)
             pipe.get(case_key(case.conversation))
             added, stored = await pipe.execute()
+        key = case_key(case.conversation)
         if stored and not added:
-            case.queued_at = Case.from_json(stored).queued_at
-        await self.redis.set(case_key(case.conversation),
-                             json.dumps(case, default=_plain, ensure_ascii=False), ex=self.ttl_s)
+            case.queued_at = Case.from_json(self._open(stored, key)).queued_at
+        await self.redis.set(key, self._seal(
+            json.dumps(case, default=_plain, ensure_ascii=False), key), ex=self.ttl_s)
         return bool(added)
 
     async def take(self, conversation: str, agent: str, now: float) -> tuple[Case, bool]:
@@ -283,7 +295,7 @@ class Queue:
             pipe.delete(pending_key(conversation))
             holder, raw, _ = await pipe.execute()
         return (holder.decode() if isinstance(holder, bytes) else holder,
-                [json.loads(item) for item in raw])
+                [json.loads(self._open(item, pending_key(conversation))) for item in raw])
 
     async def case(self, conversation: str) -> Case:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -293,7 +305,7 @@ class Queue:
             stored, holder, taken_at = await pipe.execute()
         if stored is None:
             raise NotFound(conversation)
-        case = Case.from_json(stored)
+        case = Case.from_json(self._open(stored, case_key(conversation)))
         case.agent = holder.decode() if isinstance(holder, bytes) else holder
         case.taken_at = taken_at if case.agent else None
         return case
@@ -317,8 +329,9 @@ class Queue:
     async def add_message(self, conversation: str, sender: str, text: str, at: float) -> int:
         """Keeps a message of the held conversation; its seq (1, 2, ...)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(messages_key(conversation), json.dumps(
-                {"from": sender, "text": text, "at": at}, ensure_ascii=False))
+            pipe.rpush(messages_key(conversation), self._seal(json.dumps(
+                {"from": sender, "text": text, "at": at}, ensure_ascii=False),
+                messages_key(conversation)))
             pipe.expire(messages_key(conversation), self.ttl_s)
             length, _ = await pipe.execute()
         return int(length)
@@ -326,15 +339,36 @@ class Queue:
     async def messages(self, conversation: str, after: int = 0) -> list[dict[str, Any]]:
         """The kept messages after seq `after`, in order."""
         raw = await self.redis.lrange(messages_key(conversation), after, -1)
-        return [{"seq": after + n, **json.loads(item)} for n, item in enumerate(raw, 1)]
+        return [{"seq": after + n, **json.loads(self._open(item, messages_key(conversation)))}
+                for n, item in enumerate(raw, 1)]
 
     async def keep_for_rest(self, conversation: str, messages: list[dict[str, Any]]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.rpush(pending_key(conversation),
-                       *(json.dumps(m, ensure_ascii=False) for m in messages))
+                       *(self._seal(json.dumps(m, ensure_ascii=False), pending_key(conversation))
+                         for m in messages))
             pipe.expire(pending_key(conversation), self.ttl_s)
             await pipe.execute()
 
+    def _seal(self, text: str, key: str) -> str:
+        # Bound to its key: a value copied to another conversation's key does not open.
+        return self.vault.encrypt(text, key)
+
+    def _open(self, stored: str | bytes, key: str) -> str:
+        text = stored.decode() if isinstance(stored, bytes) else stored
+        # JSON in clear: written before sealing, gone within CASE_TTL_S.
+        return text if text.startswith("{") else self.vault.decrypt(text, key)
+
+
+async def forget(client: redis.asyncio.Redis, conversation: str) -> None:
+    """Everything of the conversation's handoff gone, whoever holds it: the guardian had the
+    conversation erased."""
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.delete(case_key(conversation), agent_key(conversation),
+                    messages_key(conversation), pending_key(conversation))
+        pipe.zrem(WAITING_KEY, conversation)
+        pipe.zrem(TAKEN_KEY, conversation)
+        await pipe.execute()
 
 
 def _plain(value: Any) -> Any:

@@ -34,6 +34,8 @@ GENERATED_SECRETS = (
     "REDIS_CARD_SERVICE_PASSWORD",
     "REDIS_CONSOLE_PASSWORD",
     "DATA_ENCRYPTION_KEY",
+    # `make run`'s console takes handoffs from its own Rasa; deploy sets its own.
+    "HANDOFF_TOKEN",
 )
 
 N = TypeVar("N", int, float)
@@ -165,6 +167,9 @@ class Settings:
     redis_console_password: str = ""
     # The staff console (console/): its own process and port.
     staff_console_port: int = 8090
+    # Prometheus's HTTP API, where the console's dashboard reads the last seven days (unset:
+    # the dashboard says so). Reached from the console's server, never from a browser.
+    prometheus_url: str = ""
     # Earlier DATA_ENCRYPTION_KEYs: they still open what they sealed until a rotation.
     data_encryption_keys_retired: tuple[str, ...] = ()
     rasa_url_override: str = ""
@@ -252,6 +257,7 @@ class Settings:
             redis_card_service_password=env.get("REDIS_CARD_SERVICE_PASSWORD", ""),
             redis_console_password=env.get("REDIS_CONSOLE_PASSWORD", ""),
             staff_console_port=_port(env, "STAFF_CONSOLE_PORT", 8090),
+            prometheus_url=_http_url(env, "PROMETHEUS_URL"),
             data_encryption_keys_retired=tuple(
                 key.strip() for key in env.get("DATA_ENCRYPTION_KEYS_RETIRED", "").split(",")
                 if key.strip()),
@@ -539,6 +545,23 @@ def staffed_spans(text: str) -> tuple[tuple[int, int, int], ...]:
 def _staffed_hours(env: Mapping[str, str]) -> str:
     value = env.get("STAFFED_HOURS", "Mon-Fri 09:00-17:00").strip()
     staffed_spans(value)  # malformed: stop at start-up, naming the variable
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str:
+    """An optional http(s) base URL, without its trailing slash.
+
+    >>> _http_url({"PROMETHEUS_URL": " http://127.0.0.1:9090/ "}, "PROMETHEUS_URL")
+    'http://127.0.0.1:9090'
+    >>> _http_url({}, "PROMETHEUS_URL")
+    ''
+    >>> _http_url({"PROMETHEUS_URL": "prometheus:9090"}, "PROMETHEUS_URL")
+    Traceback (most recent call last):
+    ValueError: PROMETHEUS_URL must be an http:// or https:// URL
+    """
+    value = env.get(name, "").strip().rstrip("/")
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{name} must be an http:// or https:// URL")
     return value
 
 

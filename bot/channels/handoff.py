@@ -277,11 +277,13 @@ class HandoffInput(ChannelInput, InputChannel):
             if refused is not None:
                 return refused
             assert found is not None
+            # The guardian gets what is kept: an ID or mobile number goes out masked, as in
+            # every reply of the assistant's.
+            text = handoff.masked(text.strip(), {})
             async with self._lock(conversation):  # delivered in the order they were sent
-                seq = await desk.queue.add_message(
-                    conversation, handoff.AGENT, handoff.masked(text.strip(), {}),
-                    desk.clock().timestamp())
-                outcome = await self.deliver(request.app, found, [{"text": text.strip()}])
+                seq = await desk.queue.add_message(conversation, handoff.AGENT, text,
+                                                   desk.clock().timestamp())
+                outcome = await self.deliver(request.app, found, [{"text": text}])
             return response.json({"seq": seq, **outcome.as_json()})
 
         async def release(request: Request, desk: handoff.Desk, agent: str,

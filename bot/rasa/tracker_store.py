@@ -20,7 +20,8 @@ every user message, every value the form held is masked once the form has ended
 DATA_ENCRYPTION_KEY (bot/crypto.py), the conversation id bound in. A record written before
 sealing (JSON in clear) is still read, and sealed on its next save. A turn in which the
 guardian had the conversation deleted, or in which it forgot a report whose retention ran
-out (`actions/erasure.py`, ending in `restart`), deletes the record instead of saving it.
+out (`actions/erasure.py`, ending in `restart`), deletes the record instead of saving it,
+and with it any handoff case of the conversation (bot/handoff.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from rasa.shared.core.trackers import (
     get_trackers_for_conversation_sessions,
 )
 
+from bot import handoff
 from bot import redis as bot_redis
 from bot.rasa import scrub
 from bot.rasa.fast_json import dumps, loads
@@ -145,6 +147,7 @@ class RedisTrackerStore(rasa_stores.RedisTrackerStore):
                itertools.islice(tracker.events, read.length if read else 0, None)]
         if erases(new):
             await client.delete(key)
+            await handoff.forget(client, sender_id)  # a queued case holds its transcript
             return
         closed = scrub.closes(new, tracker.current_slot_values())
         value = None

@@ -13,6 +13,13 @@ Channel user ids are personal too: one report comes through the WhatsApp channel
 guardian's own number is the sender), one through Telegram (a chat id), one over REST from
 a sender shaped like a WeChat openid; no log line may hold one whole. WhatsApp and Telegram
 are local servers speaking their APIs (tests/testkit/messaging_servers.py).
+
+Issue 19's parts go through the same scan: the SMS consent after filing and the card-ready
+notice the outbox then sends by SMS (a local Aliyun SMS server); a live handoff (the guardian
+asks for a person, an agent takes the case through the handoff API, the guardian types their
+ID and phone number to the agent, the agent answers and closes), with Redis read while the
+agent holds the case; a queued case erased with its conversation; and a staff console login,
+a report page and the audited reveal of its phone number.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import datetime as dt
 import json
 import queue
 import re
+import subprocess
+import sys
 import time
 import unicodedata
 import uuid
@@ -39,9 +48,12 @@ import socketio
 
 from bot.channels.base import conversation_id
 from bot.crypto import Vault
+from bot.rules import statuses
 from bot.rules.identity import mask, masked_numbers
-from bot.settings import Settings
+from bot.settings import ROOT, Settings
 from bot.stack import health
+from card_service import sms as card_sms
+from console.audit import REPORT_FIELDS, REVEALED_PHONE
 from tests.testkit.messaging_servers import (
     TelegramServer,
     TwilioServer,
@@ -53,6 +65,7 @@ from tests.testkit.messaging_servers import (
 from tests.testkit.people import child_id, guardian_id
 from tests.testkit.processes import Process, free_port, wait_for
 from tests.testkit.redis_server import RedisServer
+from tests.testkit.sms_server import AliyunSmsServer
 from tests.testkit.stack import Stack, has_cjk
 
 # Starting two Rasa processes and some hundred turns take minutes on a shared machine.
@@ -64,6 +77,10 @@ REFERENCE = re.compile(r"SC-[0-9A-Z]{4}-[0-9A-Z]{4}")
 # What tells a mistyped ID number from a right one, in each language.
 CHECKSUM_WORDS = {"en": "check character", "zh": "校验码"}
 DEBUG_NAMES = ("rasa-debug", "actions-debug")
+HANDOFF_TOKEN = "personal-data-handoff-token-0123456789"
+SMS_CARD_READY, SMS_LAPSE = "SMS_480110001", "SMS_480110002"
+CLERK, CLERK_PASSWORD = "clerk", "personal data clerk pass"
+JOINED, LEFT = "A staff member has joined", "The staff member has left"
 
 
 # People ------------------------------------------------------------------------------
@@ -126,6 +143,13 @@ EN_DEBUG = _person("en-debug-openid", Name("郭子轩", "Guo", ("zi", "xuan")),
 ZH_DEBUG = _person("zh-debug-telegram", Name("何欣怡", "He", ("xin", "yi")),
                    Name("何振华", "He", ("zhen", "hua")), 213, "15899887766", TELEGRAM_CHAT_ID)
 PEOPLE = (EN_ONE_BY_ONE, ZH_ONE_BY_ONE, EN_AT_ONCE, ZH_WEBCHAT, ZH_WHATSAPP, EN_DEBUG, ZH_DEBUG)
+# They file nothing: one talks to an agent, one has a queued case erased.
+EN_HANDOFF = _person("en-handoff", Name("吴梓萱", "Wu", ("zi", "xuan")),
+                     Name("吴建华", "Wu", ("jian", "hua")), 217, "13566667777")
+EN_ERASED = _person("en-handoff-erased", Name("冯思远", "Feng", ("si", "yuan")),
+                    Name("冯国强", "Feng", ("guo", "qiang")), 219, "15122334455")
+# Its report gets the SMS consent, the card-ready notice and the staff console's views.
+NOTIFIED = EN_ONE_BY_ONE
 # Planted by the test itself, never typed: the scan must find every one of its details.
 CANARY = _person("canary", Name("钱多多", "Qian", ("duo", "duo")),
                  Name("钱守仁", "Qian", ("shou", "ren")), 215, "13755550000")
@@ -573,6 +597,8 @@ class Run:
     references: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
     canary_keys: dict[str, str] = field(default_factory=dict)  # key -> type
+    stage: Stage | None = None
+    audit: list[dict[str, Any]] = field(default_factory=list)  # the console's, oldest first
 
     def log_files(self, debug: bool | None = None) -> list[Path]:
         """Every file the run wrote outside Redis's directory: the processes' output and
@@ -642,6 +668,135 @@ def converse(production: str, debugging: str, token: str, telegram: TelegramServ
     return references
 
 
+@dataclass
+class Stage:
+    """What issue 19's parts showed as they ran: answers, and Redis while an agent held a
+    case."""
+
+    consent_reply: str = ""
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    sms_sent: int = 0
+    transcript: str = ""  # the case as the agent read it
+    held_reply: str = ""  # what the guardian got while held
+    agent_read: list[str] = field(default_factory=list)
+    agent_reply: str = ""  # as it reached the guardian
+    held_keys: list[Unit] = field(default_factory=list)
+    closed_reply: str = ""
+    keys_after_close: list[str] = field(default_factory=list)
+    erased_reply: str = ""
+    erased_case_status: int = 0
+    keys_after_erasure: list[str] = field(default_factory=list)
+    console_page: str = ""
+    console_revealed: str = ""
+    console_reloaded: str = ""
+
+
+class Agent:
+    """A person at the handoff API, as the console calls it."""
+
+    def __init__(self, rasa_url: str, name: str) -> None:
+        self.base = f"{rasa_url}/webhooks/handoff"
+        self.headers = {"Authorization": f"Bearer {HANDOFF_TOKEN}", "X-Agent": name}
+
+    def call(self, method: str, path: str, **options: Any) -> requests.Response:
+        return requests.request(method, self.base + path, headers=self.headers,
+                                timeout=TURN_SECONDS, **options)
+
+    def ok(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        answer = self.call(method, path, **options)
+        assert answer.status_code == 200, f"{method} {path}: {answer.text}"
+        return dict(answer.json())
+
+
+def handoff_keys(client: redis.Redis, conversation: str) -> list[str]:
+    return sorted(_text(key) for key in client.scan_iter(match="cardbot:handoff:*")
+                  if _text(key).endswith(":" + conversation)
+                  or _text(client.type(key)) == "zset"
+                  and client.zscore(key, conversation) is not None)
+
+
+def sms_and_card_ready(stage: Stage, production: str, token: str, card_url: str,
+                       staff_token: str, sms: AliyunSmsServer, reference: str) -> None:
+    """The guardian agrees to texts after filing; staff move the report to ready and the
+    outbox tells the conversation and texts the phone."""
+    stage.consent_reply = Rest(production, token, NOTIFIED.sender).says("/agree_sms")
+    staff = {"Authorization": f"Bearer {staff_token}"}
+    for status in statuses.MAIN_LINE[1:statuses.MAIN_LINE.index(
+            statuses.READY_FOR_COLLECTION) + 1]:
+        moved = requests.post(f"{card_url}/v1/loss-reports/{reference}/events", headers=staff,
+                              json={"status": status}, timeout=TURN_SECONDS)
+        assert moved.status_code == 200, moved.text
+
+    def settled() -> bool:
+        answer = requests.get(f"{card_url}/v1/loss-reports/{reference}/notices",
+                              headers=staff, timeout=TURN_SECONDS)
+        stage.ledger = list(answer.json()["notices"])
+        return any(n["state"] in ("delivered", "undeliverable") for n in stage.ledger)
+
+    wait_for(settled, TURN_SECONDS, "the card-ready notice", interval=0.5)
+    stage.sms_sent = len(sms.sent_to(NOTIFIED.phone))
+
+
+def live_handoff(stage: Stage, production: str, token: str, client: redis.Redis) -> None:
+    """A guardian asks for a person and talks to one; another's queued case is erased."""
+    guardian, alice = Rest(production, token, EN_HANDOFF.sender), Agent(production, "alice")
+    guardian.says("hello")
+    guardian.says(f"my child's ID number is {EN_HANDOFF.child_id}")
+    assert "staff member" in guardian.says("/request_human")
+    one = f"/conversations/{guardian.conversation}"
+    stage.transcript = json.dumps(alice.ok("GET", one)["transcript"], ensure_ascii=False)
+    alice.ok("POST", one + "/take")
+    stage.held_reply = guardian.says(
+        f"my own ID number is {EN_HANDOFF.guardian_id}, phone {EN_HANDOFF.phone}")
+    stage.agent_read = [m["text"] for m in alice.ok(
+        "GET", one + "/messages", params={"after": 0, "wait": 10})["messages"]]
+    alice.ok("POST", one + "/replies",
+             json={"text": f"Thank you. We will call {EN_HANDOFF.phone} within the hour."})
+    stage.held_keys = [unit for unit in redis_units(client)
+                       if unit.where.split("'")[1].startswith("cardbot:handoff:")]
+    stage.agent_reply = guardian.says("thank you")
+    alice.ok("POST", one + "/close")
+    stage.closed_reply = guardian.says("ok, goodbye")
+    stage.keys_after_close = handoff_keys(client, guardian.conversation)
+
+    erased = Rest(production, token, EN_ERASED.sender)
+    erased.says("hello")
+    erased.says(f"my child's ID number is {EN_ERASED.child_id}")
+    assert "staff member" in erased.says("/request_human")
+    assert erased.conversation in [c["conversation"] for c in alice.ok("GET", "/queue")["waiting"]]
+    stage.erased_reply = erased.says("/delete_my_data")
+    stage.erased_case_status = alice.call(
+        "GET", f"/conversations/{erased.conversation}").status_code
+    stage.keys_after_erasure = handoff_keys(client, erased.conversation)
+
+
+def console_views(stage: Stage, stack: Stack, reference: str) -> None:
+    """A bank clerk logs in, opens the report and reveals its phone number once."""
+    added = subprocess.run([sys.executable, "-m", "console", "user", "add", CLERK, "--role",
+                            "bank"], input=CLERK_PASSWORD + "\n", capture_output=True,
+                           text=True, env=stack.env, cwd=str(ROOT), timeout=120, check=False)
+    assert added.returncode == 0, added.stderr
+    url = stack.settings.staff_console_url
+    browser = requests.Session()
+
+    def csrf(page: str) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found, page
+        return found.group(1)
+
+    login = browser.post(url + "/login", timeout=TURN_SECONDS, allow_redirects=False, data={
+        "csrf": csrf(browser.get(url + "/login", timeout=TURN_SECONDS).text), "name": CLERK,
+        "password": CLERK_PASSWORD})
+    assert login.status_code == 303, login.text
+    stage.console_page = browser.get(f"{url}/reports/{reference}?lang=en",
+                                     timeout=TURN_SECONDS).text
+    stage.console_revealed = browser.post(f"{url}/reports/{reference}/reveal",
+                                          data={"csrf": csrf(stage.console_page)},
+                                          timeout=TURN_SECONDS).text
+    stage.console_reloaded = browser.get(f"{url}/reports/{reference}",
+                                         timeout=TURN_SECONDS).text
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     directory = tmp_path_factory.mktemp("personal-data")
@@ -650,12 +805,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     seconds: dict[str, float] = {}
     began = time.monotonic()
     telegram, twilio = TelegramServer().start(), TwilioServer().start()
+    sms = AliyunSmsServer(templates={
+        SMS_CARD_READY: card_sms.PROPOSED_TEMPLATES["card_ready"],
+        SMS_LAPSE: card_sms.PROPOSED_TEMPLATES["lapse_reminder"]}).start()
     server = RedisServer(redis_dir, directory).start()
     stack = Stack(server.url, directory, {
         # As production runs it; set, so that the runner's own LOG_LEVEL cannot change it.
         "LOG_LEVEL": "INFO",
         **telegram.env(TELEGRAM_SECRET, "https://bot.example.com/webhooks/telegram/webhook"),
         **twilio.env(WHATSAPP_NUMBER, WHATSAPP_PUBLIC_URL),
+        **sms.env(card_ready=SMS_CARD_READY, lapse_reminder=SMS_LAPSE),
+        "CARD_SERVICE_OUTBOX_MAX_DELAY": "1",
+        "HANDOFF_TOKEN": HANDOFF_TOKEN, "STAFFED_HOURS": "Mon-Sun 00:00-24:00",
     })
     # The second pair, at DEBUG: its own Rasa and action server, the same Redis and card
     # service.
@@ -686,6 +847,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                               stack.settings.rasa_token, telegram, twilio,
                               stack.settings.vault())
         seconds["conversations"] = time.monotonic() - began
+        began = time.monotonic()
+        stage = Stage()
+        sms_and_card_ready(stage, stack.rasa_url, stack.settings.rasa_token,
+                           stack.settings.card_service_url, stack.settings.staff_token, sms,
+                           references[NOTIFIED.label])
+        live_handoff(stage, stack.rasa_url, stack.settings.rasa_token, server.client())
+        console_views(stage, stack, references[NOTIFIED.label])
+        seconds["staff and handoff"] = time.monotonic() - began
         canary_keys = plant_canaries(server.client())
     finally:
         for process in debug.values():
@@ -693,21 +862,26 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         stack.stop()
         telegram.stop()
         twilio.stop()
+        sms.stop()
     # What stays in Redis once every process has stopped; then Redis stops too, so its
     # file and every log are complete.
     try:
-        keys = redis_units(redis.Redis.from_url(server.url))
+        client = redis.Redis.from_url(server.url)
+        keys = redis_units(client)
+        audit = [json.loads(entry) for entry in client.lrange("cardstaff:audit", 0, -1)]
     finally:
         server.stop()
-    result = Run(directory, redis_dir, keys, references, seconds, canary_keys)
+    result = Run(directory, redis_dir, keys, references, seconds, canary_keys, stage, audit)
     print(f"\npersonal data at rest: start {seconds['start']:.0f} s, conversations "
-          f"{seconds['conversations']:.0f} s, {len(keys)} Redis keys, "
+          f"{seconds['conversations']:.0f} s, staff and handoff "
+          f"{seconds['staff and handoff']:.0f} s, {len(keys)} Redis keys, "
           f"{len(result.log_files())} log files")
     yield result
 
 
 def everyones_secrets() -> list[Secret]:
-    return [secret for person in PEOPLE for secret in secrets_of(person)]
+    return [secret for person in (*PEOPLE, EN_HANDOFF, EN_ERASED)
+            for secret in secrets_of(person)]
 
 
 # The tests ---------------------------------------------------------------------------
@@ -778,6 +952,87 @@ def test_no_redis_key_or_value_holds_a_whole_id_number_phone_or_name(run: Run) -
     assert not findings, report(findings)
 
 
+def test_sms_consent_and_the_card_ready_text_went_through(run: Run) -> None:
+    """The notice reached the phone (so the scan read a report whose number was opened and
+    sent), and the guardian only ever saw the number masked."""
+    assert run.stage is not None
+    assert mask(NOTIFIED.phone) in run.stage.consent_reply
+    assert NOTIFIED.phone not in run.stage.consent_reply
+    assert [(n["state"], n["delivered_path"]) for n in run.stage.ledger] == [
+        ("delivered", "sms")], run.stage.ledger
+    assert run.stage.sms_sent == 1
+
+
+def test_a_live_handoff_shows_and_sends_numbers_masked_and_leaves_nothing(run: Run) -> None:
+    stage = run.stage
+    assert stage is not None
+    assert mask(EN_HANDOFF.child_id) in stage.transcript
+    assert EN_HANDOFF.child_id not in stage.transcript
+    assert JOINED in stage.held_reply
+    assert stage.agent_read == [f"my own ID number is {mask(EN_HANDOFF.guardian_id)}, "
+                                f"phone {mask(EN_HANDOFF.phone)}"]
+    # The agent typed the number whole; the guardian got it as every reply gives it.
+    assert f"We will call {mask(EN_HANDOFF.phone)} within the hour" in stage.agent_reply
+    assert LEFT in stage.closed_reply
+    assert stage.keys_after_close == []
+
+
+def test_while_an_agent_held_the_case_redis_held_it_sealed(run: Run) -> None:
+    """Read while the agent held the case, after the guardian's numbers and the agent's
+    reply: the case, the messages and the reply kept for the REST guardian are sealed, so
+    not even the masked text shows, and nothing whole."""
+    stage = run.stage
+    assert stage is not None
+    conversation = EN_HANDOFF.sender
+    held = {unit.where.split("'")[1]: unit.text for unit in stage.held_keys}
+    sealed = {f"cardbot:handoff:{kind}:{conversation}" for kind in
+              ("case", "messages", "pending")}
+    assert sealed <= set(held), sorted(held)
+    for key in sealed:
+        values = held[key].split("\n")[1:]
+        assert values and all(value.startswith("v2:") for value in values), key
+    assert held[f"cardbot:handoff:agent:{conversation}"].endswith("alice")
+    shown = "\n".join(held.values())
+    for masked in (mask(EN_HANDOFF.child_id), mask(EN_HANDOFF.guardian_id),
+                   mask(EN_HANDOFF.phone)):
+        assert masked not in shown
+    findings = scan(stage.held_keys, everyones_secrets())
+    assert not findings, report(findings)
+
+
+def test_erasure_takes_a_queued_handoff_case_with_the_conversation(run: Run) -> None:
+    stage = run.stage
+    assert stage is not None
+    assert "our record of this conversation is deleted" in stage.erased_reply
+    assert stage.erased_case_status == 404
+    assert stage.keys_after_erasure == []
+
+
+def test_the_console_shows_masked_reveals_once_and_audits_field_names_only(run: Run) -> None:
+    stage = run.stage
+    assert stage is not None
+    phone = NOTIFIED.phone
+    assert mask(phone) in stage.console_page and phone not in stage.console_page
+    assert phone in stage.console_revealed
+    assert phone not in stage.console_reloaded
+    reference = run.references[NOTIFIED.label]
+    clerks = [entry for entry in run.audit if entry["user"] == CLERK]
+    assert [e["action"] for e in clerks] == ["login", "view", "reveal", "view", "view"]
+    assert all(e["reference"] == reference for e in clerks[1:])
+    assert clerks[2]["fields"] == [REVEALED_PHONE]
+    names = set(REPORT_FIELDS) | {REVEALED_PHONE}
+    assert all(set(e["fields"]) <= names for e in run.audit), run.audit
+    written = json.dumps(run.audit, ensure_ascii=False)
+    assert mask(phone) not in written and not re.search(r"\d{11}", written)
+    audit_units = [unit for unit in run.redis_keys if "'cardstaff:audit'" in unit.where]
+    assert len(audit_units) == 1 and not scan(audit_units, everyones_secrets())
+    sessions = [unit for unit in run.redis_keys if "'cardstaff:session:" in unit.where]
+    assert sessions, "the clerk's session was not in Redis to be scanned"
+    for unit in sessions:
+        assert {line.split(":")[0] for line in unit.text.split("\n")[1:]} <= {
+            "user", "csrf", "created"}, unit.where
+
+
 def test_redis_file_on_disk_holds_no_whole_id_number_phone_or_name(run: Run) -> None:
     """The append-only file keeps every write, also of keys deleted since."""
     assert run.redis_files(), "Redis wrote no data file"
@@ -820,7 +1075,7 @@ def test_the_people_are_made_up_and_valid() -> None:
     from bot.rules.identity import check_child_id_number, check_guardian_id_number, check_mobile
 
     today = dt.date.today()
-    for person in (*PEOPLE, CANARY):
+    for person in (*PEOPLE, EN_HANDOFF, EN_ERASED, CANARY):
         assert check_child_id_number(person.child_id, today).ok, person.label
         assert check_guardian_id_number(person.guardian_id, today).ok, person.label
         assert check_mobile(person.phone).ok, person.label

@@ -1,5 +1,6 @@
-"""The handoff model on a real Redis: queue order, one taker, what is kept (masked) and
-the hook that keeps Rasa out of a held conversation; staffed hours on a clock the test sets."""
+"""The handoff model on a real Redis: queue order, one taker, what is kept (masked and
+sealed), its key rotation and erasure, and the hook that keeps Rasa out of a held
+conversation; staffed hours on a clock the test sets."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from rasa_sdk.executor import CollectingDispatcher
 import bot.settings
 from actions import handoff as handoff_action
 from actions.clarify import ActionClarifyIntent
-from bot import handoff
+from bot import crypto, handoff
 from bot import redis as bot_redis
+from bot.crypto import Vault
 from bot.settings import Settings
 
 T = TypeVar("T")
@@ -27,6 +29,8 @@ CHILD_ID, GUARDIAN_ID, PHONE = "110105201501010013", "110105198001010029", "1380
 FRIDAY_10_IN_CHINA = datetime(2026, 12, 4, 2, 0, tzinfo=timezone.utc)
 FRIDAY_20_IN_CHINA = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
 SUNDAY_10_IN_CHINA = datetime(2026, 12, 6, 2, 0, tzinfo=timezone.utc)
+DATA_KEY, NEWER_KEY = "unit-handoff-data-key-0123456789", "unit-handoff-newer-key-0123456789"
+VAULT = Vault(DATA_KEY)
 
 
 def run(scenario: Coroutine[Any, Any, T]) -> T:
@@ -60,7 +64,8 @@ def desk(url: str, events: list[dict[str, Any]] | None = None,
     async def tracker_events(conversation: str) -> list[dict[str, Any]]:
         return list(events if events is not None else conversation_events())
 
-    return handoff.Desk(handoff.Queue(bot_redis.async_client(url, "store")), tracker_events,
+    return handoff.Desk(handoff.Queue(bot_redis.async_client(url, "store"), vault=VAULT),
+                        tracker_events,
                         handoff.StaffedHours.parse("Mon-Fri 09:00-17:00"), lambda: clock)
 
 
@@ -133,12 +138,60 @@ def test_the_stored_transcript_and_messages_hold_no_whole_name_or_number(
 
     run(scenario())
     raw = redis.Redis.from_url(redis_url)
-    stored = b"".join(raw.get(key) if raw.type(key) == b"string"
-                      else b"".join(raw.lrange(key, 0, -1)) if raw.type(key) == b"list"
-                      else b"" for key in raw.keys("cardbot:handoff:*")).decode()
+    values = {key.decode(): [raw.get(key)] if raw.type(key) == b"string"
+              else raw.lrange(key, 0, -1) for key in raw.keys("cardbot:handoff:*")
+              if raw.type(key) in (b"string", b"list")}
+    assert set(values) == {f"cardbot:handoff:{kind}:telegram:42"
+                           for kind in ("case", "agent", "messages")}
+    stored = b"".join(b"".join(items) for items in values.values()).decode()
+    for whole in (CHILD_ID, GUARDIAN_ID, PHONE, "王小明", "李华", "王**", "1101**********0013"):
+        assert whole not in stored  # sealed: not even the masked text shows
+    opened = "".join(VAULT.decrypt(item.decode(), key) for key, items in values.items()
+                     if ":agent:" not in key for item in items)
     for whole in (CHILD_ID, GUARDIAN_ID, PHONE, "王小明", "李华"):
-        assert whole not in stored
-    assert "王**" in stored and "1101**********0013" in stored
+        assert whole not in opened
+    assert "王**" in opened and "1101**********0013" in opened
+    for key in values:
+        assert 0 < raw.ttl(key) <= handoff.CASE_TTL_S
+
+
+def test_a_rotation_reseals_the_handoff_and_erasure_forgets_it(redis_url: str) -> None:
+    newer = Vault(NEWER_KEY, retired=[DATA_KEY])
+
+    async def before() -> None:
+        queue = desk(redis_url).queue
+        await queue.add(case("guardian-9", 100.0))
+        await queue.take("guardian-9", "alice", 110.0)
+        await queue.add_message("guardian-9", handoff.GUARDIAN, "hello", 120.0)
+        await queue.keep_for_rest("guardian-9", [{"text": "Hi, Alice here."}])
+
+    run(before())
+    counts = crypto.rotate(redis_url, newer, say=lambda line: None)
+    assert counts["handoffs"] == 3  # the case, its messages, what waits for REST
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    for key in ("case", "messages", "pending"):
+        name = f"cardbot:handoff:{key}:guardian-9"
+        stored = [raw.get(name)] if key == "case" else raw.lrange(name, 0, -1)
+        assert all(newer.is_current(value) for value in stored), key
+        assert raw.ttl(name) > 0
+    assert crypto.rotate(redis_url, newer, say=lambda line: None)["handoffs"] == 0
+
+    async def after() -> tuple[handoff.Case, list[dict[str, Any]], list[dict[str, Any]]]:
+        queue = handoff.Queue(bot_redis.async_client(redis_url, "store"),
+                              vault=Vault(NEWER_KEY))
+        found = await queue.case("guardian-9")
+        said = await queue.messages("guardian-9")
+        _, kept = await queue.holder_and_kept("guardian-9")
+        await handoff.forget(queue.redis, "guardian-9")
+        with pytest.raises(handoff.NotFound):
+            await queue.case("guardian-9")
+        assert await queue.cases() == [] and await queue.holder("guardian-9") is None
+        return found, said, kept
+
+    found, said, kept = run(after())  # the retired key is dropped: all still opens
+    assert (found.agent, [m["text"] for m in said], kept) == (
+        "alice", ["hello"], [{"text": "Hi, Alice here."}])
+    assert not raw.keys("cardbot:handoff:*")
 
 
 def test_a_turn_that_promises_a_person_queues_the_conversation_and_others_do_not(

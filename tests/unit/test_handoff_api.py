@@ -92,7 +92,8 @@ def with_app(redis_url: str, token: str, scenario: Any) -> Any:
 @pytest.fixture(autouse=True)
 def settings(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
     monkeypatch.setattr(bot.settings, "settings", lambda: Settings.from_env(
-        {"REDIS_URL": redis_url, "STAFFED_HOURS": "Mon-Sun 00:00-24:00"}))
+        {"REDIS_URL": redis_url, "STAFFED_HOURS": "Mon-Sun 00:00-24:00",
+         "DATA_ENCRYPTION_KEY": "unit-handoff-api-data-key-0123456789"}))
 
 
 def test_503_until_a_token_is_set(redis_url: str) -> None:

@@ -29,8 +29,10 @@ SAMPLES = {"access_token": "123456789:TEST-telegram-token_0123456789", "secret_t
 
 @pytest.fixture(autouse=True)
 def nothing_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment and .env of this machine play no part."""
-    monkeypatch.setattr(bot.settings, "settings", lambda: Settings.from_env({"REDIS_URL": NOWHERE}))
+    """The environment and .env of this machine play no part; a data key, as every Rasa has
+    (the handoff channel seals what it keeps)."""
+    monkeypatch.setattr(bot.settings, "settings", lambda: Settings.from_env(
+        {"REDIS_URL": NOWHERE, "DATA_ENCRYPTION_KEY": "contract-test-key-0123456789"}))
     # Sanic rewrites some of its own methods when an app starts, once per process unless
     # in test mode.
     monkeypatch.setattr(Sanic, "test_mode", True)
