@@ -54,6 +54,13 @@ $(CHROMIUM):
 	@echo "setup: installing nginx for the scale-out test (apt-get)"
 	@$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
 
+# The dashboard tests backfill a week into Debian's Prometheus (promtool) and query it; its
+# recommended node exporter is not needed.
+/usr/bin/prometheus:
+	@command -v apt-get >/dev/null || { echo "setup: install Prometheus (Debian: apt-get install prometheus) for the dashboard tests, or set PROMETHEUS and PROMTOOL"; exit 1; }
+	@echo "setup: installing Prometheus for the dashboard tests (apt-get)"
+	@$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+
 $(SCHEMATHESIS):
 	@python=$$(tools/find-python.sh) && rm -rf .venv-schemathesis && "$$python" -m venv .venv-schemathesis
 	@echo "setup: installing schemathesis (API fuzzing from the OpenAPI document) in .venv-schemathesis"
@@ -96,7 +103,7 @@ lint: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/rasa data validate --fail-on-warnings --quiet
 
-pytest: $(STAMP) $(WEB) $(MODEL) $(CHROMIUM) /usr/sbin/nginx $(SCHEMATHESIS)
+pytest: $(STAMP) $(WEB) $(MODEL) $(CHROMIUM) /usr/sbin/nginx /usr/bin/prometheus $(SCHEMATHESIS)
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest --junitxml=results/pytest.xml
 
 # Test stories end to end (--e2e): each message's intent is checked too, not only the actions.

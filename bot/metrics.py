@@ -322,45 +322,6 @@ class Figures:
         )
 
 
-# The week's figures from Prometheus (deploy/prometheus.yml), which keeps what a process
-# forgets when it restarts: the staff console's dashboard asks these by name.
-WEEK = "7d"
-WEEK_QUERIES: dict[str, str] = {
-    "turns_by_channel": f"sum by (channel) (increase(cardbot_turns_total[{WEEK}]))",
-    "turns_by_language": f"sum by (language) (increase(cardbot_turns_total[{WEEK}]))",
-    "latency_p50": "histogram_quantile(0.5, sum by (le) "
-                   f"(increase(cardbot_turn_seconds_bucket[{WEEK}])))",
-    "latency_p95": "histogram_quantile(0.95, sum by (le) "
-                   f"(increase(cardbot_turn_seconds_bucket[{WEEK}])))",
-    "fallback_rate": f"sum(increase(cardbot_fallbacks_total[{WEEK}])) / "
-                     f"sum(increase(cardbot_turns_total[{WEEK}]))",
-    "slots_asked": f"sum by (form, slot) (increase(cardbot_form_slots_asked_total[{WEEK}]))",
-    "slots_filled": f"sum by (form, slot) (increase(cardbot_form_slots_filled_total[{WEEK}]))",
-    "filings": f"sum by (outcome) (increase(cardbot_filings_total[{WEEK}]))",
-    "notice_attempts": "sum by (path, outcome) "
-                       f"(increase(cardbot_notice_attempts_total[{WEEK}]))",
-    "handoff_wait_p50": "histogram_quantile(0.5, sum by (le) "
-                        f"(increase(cardbot_handoff_wait_seconds_bucket[{WEEK}])))",
-    "handoff_wait_p95": "histogram_quantile(0.95, sum by (le) "
-                        f"(increase(cardbot_handoff_wait_seconds_bucket[{WEEK}])))",
-    "outbox_backlog": "max(cardbot_outbox_backlog)",
-    "http_errors": "sum by (job, route, status) "
-                   f'(increase(cardbot_http_responses_total{{status=~"4xx|5xx"}}[{WEEK}]))',
-}
-
-
-def week(prometheus_url: str, name: str, timeout: float = 10.0
-         ) -> list[tuple[dict[str, str], float]]:
-    """One of WEEK_QUERIES asked of Prometheus's HTTP API: (labels, value) per series."""
-    import requests
-
-    response = requests.get(prometheus_url.rstrip("/") + "/api/v1/query",
-                            params={"query": WEEK_QUERIES[name]}, timeout=timeout)
-    response.raise_for_status()
-    return [(dict(item["metric"]), float(item["value"][1]))
-            for item in response.json()["data"]["result"]]
-
-
 def urls(base_urls: Mapping[str, str]) -> dict[str, str]:
     """Each process's metrics page, by process name.
 

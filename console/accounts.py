@@ -21,12 +21,14 @@ AGENT, AGENCY, BANK, ADMIN = "agent", "agency", "bank", "admin"
 ROLES = (AGENT, AGENCY, BANK, ADMIN)
 # What each role may do. Agents answer guardians (the handoff queue) and read reports;
 # agency and bank clerks move reports on; only admins see accounts and the audit log.
+# The dashboard (how the assistant does, week by week) is for those who run the service:
+# the agency that owns it and admins; agents and bank clerks do not need it for their work.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "reports": frozenset(ROLES),
     "move": frozenset({AGENCY, BANK, ADMIN}),
     "reveal": frozenset({AGENCY, BANK, ADMIN}),
     "handoff": frozenset({AGENT, ADMIN}),
-    "dashboard": frozenset(ROLES),
+    "dashboard": frozenset({AGENCY, ADMIN}),
     "accounts": frozenset({ADMIN}),
     "audit": frozenset({ADMIN}),
 }

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlencode
 
 import redis
 from sanic import Request, Sanic
@@ -25,9 +25,11 @@ from bot import redis as bot_redis
 from bot.card_client import CardClient, CardServiceUnavailable, Conflict, LossReport, NotFound
 from bot.rules import identity, statuses
 from bot.settings import Settings
+from console import handoff as handoff_api
 from console import pages
 from console.accounts import NAME, Account, Accounts, may
 from console.audit import REPORT_FIELDS, REVEALED_PHONE, AuditLog
+from console.dashboard import UNREACHABLE, read_week
 from console.lockout import Clock, Lockout
 from console.sessions import ABSOLUTE_SECONDS, COOKIE, Session, Sessions
 from console.words import LANGUAGES, status_label, word
@@ -166,6 +168,19 @@ def search(found: list[LossReport], query: str, city: str) -> tuple[list[LossRep
     if city:
         found = [r for r in found if r.city == city]
     return found, kind
+
+
+# The handoff case page's own policy: the one page with a script (console.js, this origin)
+# and a long poll back to this origin; everything else as strict as the rest.
+HANDOFF_CSP = SECURITY_HEADERS["Content-Security-Policy"] + "; script-src 'self'; " \
+    "connect-src 'self'"
+
+
+def outcome_words(outcome: str, language: str) -> str:
+    """What became of a reply, for the agent (bot/notices.py's outcomes)."""
+    if outcome in ("seen", "queued"):
+        return word(f"reply_outcome_{outcome}", language)
+    return word("reply_outcome_other", language, outcome=outcome[:20])
 
 
 def create_app(settings: Settings, clock: Clock = time.time, name: str = "console") -> Sanic:
@@ -389,17 +404,198 @@ def create_app(settings: Settings, clock: Clock = time.time, name: str = "consol
                                    canonical, [REVEALED_PHONE])
         return await report_page(request, who, reference, phone=phone)
 
+    # ---- live handoff: the queue, a case, take / reply / hand back / close -------------
+    # Every call goes to Rasa's handoff API as the logged-in agent (console/handoff.py);
+    # what is audited names the conversation and the outcome, never what was said.
+    desk = handoff_api.HandoffClient(settings.rasa_url, settings.handoff_token)
+    if not desk.configured:
+        log.warning("handoff pages unavailable: %s", handoff_api.NOT_CONFIGURED)
+
+    @app.before_server_stop
+    async def close_desk(app: Sanic, _loop: Any) -> None:
+        await desk.close()
+
+    @app.get("/static/console.js")
+    async def script(request: Request) -> HTTPResponse:
+        return raw((STATIC / "console.js").read_bytes(),
+                   content_type="text/javascript; charset=utf-8",
+                   headers={"Cache-Control": "no-cache"})
+
+    def wants_json(request: Request) -> bool:
+        return "application/json" in (request.headers.get("accept") or "")
+
+    def desk_down(request: Request, who: Who, failure: Exception) -> HTTPResponse:
+        log.warning("handoff API: %s", failure)
+        key = "handoff_unavailable" if desk.configured else "handoff_not_configured"
+        if wants_json(request):
+            return json_response({"error": {"code": "unavailable", "message": word(
+                key, who.view.language)}}, status=503)
+        return html(pages.message(who.view, "handoff", key, "handoff"), status=503)
+
+    def at_desk(handler: Handler) -> Handler:
+        """Between the guard and a handoff handler: the conversation id unquoted, and an
+        unreachable or unconfigured API answered 503 with a page saying which."""
+
+        @functools.wraps(handler)
+        async def call(request: Request, who: Who, *args: Any, **kwargs: Any) -> HTTPResponse:
+            if "conversation" in kwargs:  # "webchat:x" arrives as "webchat%3Ax"
+                kwargs["conversation"] = unquote(kwargs["conversation"])
+            try:
+                return await handler(request, who, *args, **kwargs)
+            except handoff_api.HandoffUnavailable as failure:
+                return desk_down(request, who, failure)
+        return call
+
+    def case_url(conversation: str, **flash: str) -> str:
+        query = f"?{urlencode(flash)}" if flash else ""
+        return pages.case_href(conversation) + query
+
     @app.get("/handoff")
     @guard("handoff")
+    @at_desk
     async def handoff(request: Request, who: Who) -> HTTPResponse:
-        # Placeholder: the live handoff queue (issue 19, part 3) is built separately.
-        return html(pages.message(who.view, "handoff", "not_yet", "handoff"))
+        if not desk.configured:  # a setting, not an outage: the page says which one
+            return html(pages.message(who.view, "handoff", "handoff_not_configured",
+                                      "handoff"))
+        lang = who.view.language
+        flash = ""
+        done = request.args.get("done")
+        if done in ("handed_back", "closed"):
+            flash = word(done, lang)
+        elif request.args.get("gone"):
+            flash = word("not_queued", lang)
+        queue = await desk.queue(who.account.name)
+        return html(pages.handoff_queue(who.view, queue, flash))
+
+    @app.get("/handoff/<conversation:str>")
+    @guard("handoff")
+    @at_desk
+    async def handoff_case(request: Request, who: Who, conversation: str) -> HTTPResponse:
+        lang = who.view.language
+        try:
+            case = await desk.case(who.account.name, conversation)
+        except handoff_api.NotQueued:
+            return html(pages.message(who.view, "handoff", "not_queued", "handoff"),
+                        status=404)
+        flash = ""
+        sent = request.args.get("sent") or ""
+        if request.args.get("error") == "taken" and case.get("agent"):
+            flash = word("taken_by_other", lang, agent=case["agent"])
+        elif request.args.get("error") == "invalid":
+            flash = word("reply_invalid", lang)
+        elif sent:
+            flash = outcome_words(sent, lang)
+        kept, after = [], 0
+        if case.get("agent"):
+            found = await desk.messages(who.account.name, case["conversation"])
+            kept, after = found.messages, found.next
+        return html(pages.handoff_case(who.view, case, kept, after, flash),
+                    headers={"Content-Security-Policy": HANDOFF_CSP})
+
+    @app.get("/handoff/<conversation:str>/messages")
+    @guard("handoff")
+    @at_desk
+    async def handoff_messages(request: Request, who: Who, conversation: str) -> HTTPResponse:
+        """console.js's long poll: what was said after `after`, waiting up to `wait` s."""
+        try:
+            after = max(0, int(request.args.get("after", "0")))
+            wait = min(float(request.args.get("wait", "0")), handoff_api.LONG_POLL_S)
+        except ValueError:
+            return json_response({"error": {"code": "invalid", "message": "bad query",
+                                            "fields": {"after": "a whole number >= 0",
+                                                       "wait": "seconds"}}}, status=422)
+        try:
+            found = await desk.messages(who.account.name, conversation, after, wait)
+        except handoff_api.NotQueued:
+            return json_response({"error": {"code": "not_found", "message": word(
+                "not_queued", who.view.language)}}, status=404)
+        return json_response({
+            "messages": [{**m, "time": pages.clock_time(m.get("at"))} for m in found.messages],
+            "next": found.next, "state": found.state, "agent": found.agent})
+
+    @app.post("/handoff/<conversation:str>/take")
+    @guard("handoff")
+    @at_desk
+    async def handoff_take(request: Request, who: Who, conversation: str) -> HTTPResponse:
+        try:
+            taken = await desk.take(who.account.name, conversation)
+        except handoff_api.NotQueued:
+            return redirect("/handoff?gone=1", status=303)
+        except handoff_api.Held:
+            return redirect(case_url(conversation, error="taken"), status=303)
+        told = (taken.get("told") or {}).get("outcome") or "already held"
+        await console.audit.record(console.now(), who.account.name, who.account.role,
+                                   "handoff_take", conversation, detail=f"told: {told}")
+        return redirect(case_url(conversation), status=303)
+
+    @app.post("/handoff/<conversation:str>/reply")
+    @guard("handoff")
+    @at_desk
+    async def handoff_reply(request: Request, who: Who, conversation: str) -> HTTPResponse:
+        lang = who.view.language
+        text = (request.form.get("text") or "").strip()
+        try:
+            if not text or len(text) > handoff_api.MAX_REPLY:
+                raise handoff_api.HandoffError(422, "invalid", "a reply needs text")
+            sent = await desk.reply(who.account.name, conversation, text)
+        except handoff_api.NotQueued:
+            if wants_json(request):
+                return json_response({"error": {"code": "not_found", "message": word(
+                    "not_queued", lang)}}, status=404)
+            return redirect("/handoff?gone=1", status=303)
+        except handoff_api.HandoffError as refused:
+            taken = isinstance(refused, handoff_api.Held)
+            if wants_json(request):
+                key = {"not_taken": "not_taken_yet", "taken": "held_elsewhere"}.get(
+                    refused.code, "reply_invalid")
+                return json_response({"error": {"code": refused.code,
+                                                "message": word(key, lang)}},
+                                     status=refused.status)
+            return redirect(case_url(conversation, error="taken" if taken else "invalid"),
+                            status=303)
+        outcome = str(sent.get("outcome") or "")
+        await console.audit.record(console.now(), who.account.name, who.account.role,
+                                   "handoff_reply", conversation, detail=f"outcome: {outcome}")
+        if wants_json(request):
+            return json_response({"seq": sent.get("seq"), "outcome": outcome,
+                                  "message": outcome_words(outcome, lang)})
+        return redirect(case_url(conversation, sent=outcome), status=303)
+
+    async def release(request: Request, who: Who, conversation: str, verb: str) -> HTTPResponse:
+        try:
+            if verb == "hand_back":
+                done = await desk.hand_back(who.account.name, conversation)
+            else:
+                done = await desk.close_case(who.account.name, conversation)
+        except handoff_api.NotQueued:
+            return redirect("/handoff?gone=1", status=303)
+        except handoff_api.Held:
+            return redirect(case_url(conversation, error="taken"), status=303)
+        told = (done.get("told") or {}).get("outcome") or ""
+        await console.audit.record(console.now(), who.account.name, who.account.role,
+                                   f"handoff_{verb}", conversation, detail=f"told: {told}")
+        return redirect("/handoff?done=" + ("handed_back" if verb == "hand_back" else "closed"),
+                        status=303)
+
+    @app.post("/handoff/<conversation:str>/hand-back")
+    @guard("handoff")
+    @at_desk
+    async def handoff_hand_back(request: Request, who: Who, conversation: str) -> HTTPResponse:
+        return await release(request, who, conversation, "hand_back")
+
+    @app.post("/handoff/<conversation:str>/close")
+    @guard("handoff")
+    @at_desk
+    async def handoff_close(request: Request, who: Who, conversation: str) -> HTTPResponse:
+        return await release(request, who, conversation, "close")
 
     @app.get("/dashboard")
     @guard("dashboard")
     async def dashboard(request: Request, who: Who) -> HTTPResponse:
-        # Placeholder: the figures come with the metrics (issue 19, part 4).
-        return html(pages.message(who.view, "dashboard", "not_yet", "dashboard"))
+        # Prometheus is asked off the event loop; unset or down, the page says which.
+        week = await asyncio.to_thread(read_week, settings.prometheus_url, console.clock())
+        return html(pages.dashboard(who.view, week),
+                    status=503 if week.problem == UNREACHABLE else 200)
 
     @app.get("/accounts")
     @guard("accounts")

@@ -27,7 +27,8 @@ class Entry:
     at: str
     user: str
     role: str
-    action: str  # view, reveal, status, search, login, login_failed, locked, account
+    action: str  # view, reveal, status, search, login, login_failed, locked, account,
+    # handoff_take, handoff_reply, handoff_hand_back, handoff_close (reference: the conversation)
     reference: str = ""
     fields: list[str] = field(default_factory=list)
     detail: str = ""

@@ -129,7 +129,7 @@ def test_clerks_and_agents_cannot_open_accounts_or_audit(console: ConsoleServer,
     browser = logged_in(console, name)
     for path in ("/accounts", "/audit"):
         assert browser.get(console.url + path, timeout=10).status_code == 403
-    assert browser.get(console.url + "/dashboard", timeout=10).status_code == 200
+    assert browser.get(console.url + "/dashboard", timeout=10).status_code == 403
 
 
 def test_an_agent_reads_but_cannot_move_or_reveal(console: ConsoleServer,

@@ -73,10 +73,12 @@ class ConsoleServer:
 
 
 @contextmanager
-def console_stack(directory: Path, users: Mapping[str, str], password: str
+def console_stack(directory: Path, users: Mapping[str, str], password: str,
+                  console_env: Mapping[str, str] | None = None
                   ) -> Iterator[tuple[ConsoleServer, CardService, RedisServer]]:
-    """Redis, a card service and a console on them, with an account per `users` entry
-    (name -> role), all sharing `password`; stopped in reverse order."""
+    """Redis, a card service and a console on them (with `console_env` added to its
+    environment), an account per `users` entry (name -> role), all sharing `password`;
+    stopped in reverse order."""
     from tests.integration.conftest import CardService
 
     (directory / "redis").mkdir()
@@ -85,7 +87,8 @@ def console_stack(directory: Path, users: Mapping[str, str], password: str
         running.callback(redis_server.stop)
         card = CardService(redis_server.url, directory).start()
         running.callback(card.stop)
-        console = ConsoleServer(redis_server.url, card.url, card.staff_token, directory).start()
+        console = ConsoleServer(redis_server.url, card.url, card.staff_token, directory,
+                                dict(console_env or {})).start()
         running.callback(console.stop)
         for name, role in users.items():
             console.add_user(name, role, password)

@@ -313,52 +313,6 @@ def test_the_dashboard_reads_only_metrics_that_exist() -> None:
         assert words in titles, words
 
 
-def test_the_week_s_queries_read_only_metrics_that_exist() -> None:
-    import re
-
-    for name, expr in metrics.WEEK_QUERIES.items():
-        used = {re.sub(r"_(total|bucket|count|sum)$", "", found)
-                for found in re.findall(r"cardbot_\w+", expr)}
-        assert used and used <= set(FAMILIES), name
-        assert expr.count("(") == expr.count(")"), name
-
-
-def test_week_reads_a_prometheus_vector_answer() -> None:
-    """Against a local server answering as Prometheus's /api/v1/query does."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-    from urllib.parse import parse_qs, urlsplit
-
-    asked: list[str] = []
-
-    class Prometheus(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-            parts = urlsplit(self.path)
-            assert parts.path == "/api/v1/query"
-            asked.append(parse_qs(parts.query)["query"][0])
-            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
-                {"metric": {"outcome": "created"}, "value": [1733350000.0, "12"]},
-                {"metric": {"outcome": "rejected"}, "value": [1733350000.0, "3.5"]}]}})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Prometheus)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        found = metrics.week(f"http://127.0.0.1:{server.server_port}/", "filings")
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert asked == [metrics.WEEK_QUERIES["filings"]]
-    assert found == [({"outcome": "created"}, 12.0), ({"outcome": "rejected"}, 3.5)]
-
-
 INSTALL = """
 import rasa.core.run
 from rasa.core.processor import MessageProcessor
