@@ -20,6 +20,13 @@ SECONDS_BETWEEN_MESSAGES = 15.0
 THINK_S = 0.5
 # The topologies, as measured: `make run` (one Rasa) and deploy/ on this machine.
 TOPOLOGIES = {"stack": "one Rasa (make run)", "cluster": "nginx + two Rasas (deploy/)"}
+# The A/B section's arms (tools/bench/ab.py) and what is compared: (what, base, changed,
+# allowed % more CPU per turn, whose limit).
+AB_OFF, AB_ON, AB_NO_HOOK = "off", "on", "no-hook"
+AB_COMPARISONS = (
+    ("metrics", AB_OFF, AB_ON, 5.0, "issue 19"),
+    ("handoff hook", AB_NO_HOOK, AB_ON, 10.0, "the project's rule for any change"),
+)
 
 def levels(results: dict[str, Any], target: str, channel: str) -> list[dict[str, Any]]:
     return sorted((lv for lv in results.get("levels", [])
@@ -314,6 +321,185 @@ def _capacity(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ab_per_round(ab: dict[str, Any], arm: str, channel: str,
+                 process: str | None = None) -> dict[int, float]:
+    """CPU ms per turn of `arm` in each round (`process` alone, else every process of its
+    stack); channel "both" pools both channels' turns. A level with an error is left out
+    (its conversations stopped early, on cheaper turns), and its round with it.
+
+    >>> ab = {"levels": [
+    ...     {"round": 0, "arm": "on", "channel": "rest", "turns": 10, "errors": 0,
+    ...      "server_cpu_ms_per_turn": 20.0, "cpu_ms_per_turn_by_process": {"rasa": 15.0}},
+    ...     {"round": 0, "arm": "on", "channel": "socketio", "turns": 30, "errors": 0,
+    ...      "server_cpu_ms_per_turn": 16.0, "cpu_ms_per_turn_by_process": {"rasa": 11.0}},
+    ...     {"round": 1, "arm": "on", "channel": "rest", "turns": 5, "errors": 1,
+    ...      "server_cpu_ms_per_turn": 9.0, "cpu_ms_per_turn_by_process": {"rasa": 7.0}}]}
+    >>> ab_per_round(ab, "on", "both"), ab_per_round(ab, "on", "rest", "rasa")
+    ({0: 17.0}, {0: 15.0})
+    """
+    found: dict[int, float] = {}
+    for number in sorted({lv["round"] for lv in ab["levels"]}):
+        rows = [lv for lv in ab["levels"] if lv["arm"] == arm and lv["round"] == number
+                and channel in ("both", lv["channel"])]
+        turns = sum(lv["turns"] for lv in rows)
+        if not rows or not turns or any(lv["errors"] for lv in rows):
+            continue
+        used = sum((lv["cpu_ms_per_turn_by_process"].get(process, 0.0) if process
+                    else lv["server_cpu_ms_per_turn"]) * lv["turns"] for lv in rows)
+        found[number] = used / turns
+    return found
+
+
+def ab_compare(ab: dict[str, Any], base: str, changed: str, channel: str,
+               process: str | None = None) -> dict[str, Any] | None:
+    """`changed` against `base`: the medians over rounds, their difference (ms and %), and
+    the per-round differences of the two arms run side by side (the noise shows in them).
+
+    >>> def level(r, arm, ms):
+    ...     return {"round": r, "arm": arm, "channel": "rest", "turns": 100, "errors": 0,
+    ...             "server_cpu_ms_per_turn": ms, "cpu_ms_per_turn_by_process": {}}
+    >>> ab = {"levels": [level(0, "off", 20.0), level(0, "on", 21.0),
+    ...                  level(1, "off", 22.0), level(1, "on", 22.0),
+    ...                  level(2, "off", 18.0), level(2, "on", 19.8)]}
+    >>> c = ab_compare(ab, "off", "on", "rest")
+    >>> c["base_ms"], c["changed_ms"], round(c["diff_ms"], 2), round(c["diff_pct"], 2)
+    (20.0, 21.0, 1.0, 5.0)
+    >>> [round(x, 1) for x in c["paired_pct"]], round(c["estimate_pct"], 1)
+    ([5.0, 0.0, 10.0], 5.0)
+    """
+    a = ab_per_round(ab, base, channel, process)
+    b = ab_per_round(ab, changed, channel, process)
+    both = sorted(set(a) & set(b))
+    if not both:
+        return None
+    base_ms = statistics.median(a[r] for r in both)
+    changed_ms = statistics.median(b[r] for r in both)
+    paired = [100 * (b[r] - a[r]) / a[r] for r in both if a[r]]
+    diff_pct = 100 * (changed_ms - base_ms) / base_ms if base_ms else 0.0
+    paired_median = statistics.median(paired) if paired else diff_pct
+    return {"base_ms": base_ms, "changed_ms": changed_ms, "diff_ms": changed_ms - base_ms,
+            "diff_pct": diff_pct, "paired_pct": paired, "paired_median_pct": paired_median,
+            # The larger of the two estimates is the one held to the limit.
+            "estimate_pct": max(diff_pct, paired_median), "rounds": len(both)}
+
+
+def ab_redis(ab: dict[str, Any], arm: str, channel: str) -> dict[str, float]:
+    """Redis commands per turn of `arm` on `channel`, each the median over its levels."""
+    rows = [lv.get("redis_calls_per_turn") or {} for lv in ab["levels"]
+            if lv["arm"] == arm and lv["channel"] == channel and not lv["errors"]]
+    names = sorted({name for row in rows for name in row})
+    return {name: statistics.median(row.get(name, 0.0) for row in rows) for name in names}
+
+
+def ab_rows(ab: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per comparison and channel (each channel, then both), whole stack and Rasa."""
+    rows = []
+    for what, base, changed, limit, whose in AB_COMPARISONS:
+        for channel in [*ab["channels"], "both"]:
+            stack = ab_compare(ab, base, changed, channel)
+            if stack is None:
+                continue
+            rows.append({"what": what, "base": base, "changed": changed, "channel": channel,
+                         "limit_pct": limit, "whose": whose, "stack": stack,
+                         "rasa": ab_compare(ab, base, changed, channel, "rasa"),
+                         "within": stack["estimate_pct"] <= limit})
+    return rows
+
+
+def _pct(value: float) -> str:
+    return f"{value:+.1f}%"
+
+
+def ab_section(results: dict[str, Any]) -> list[str]:
+    """BENCHMARKS.md's "Metrics and handoff cost" from the A/B rounds (tools/bench/ab.py)."""
+    ab = results.get("ab")
+    lines = ["## Metrics and handoff cost (issue 19)", ""]
+    if not ab:
+        return [*lines, "(not run: `--no-ab`)"]
+    errored = sum(1 for lv in ab["levels"] if lv["errors"])
+    lines += [
+        f"Three stacks started from the Procfile as `make run` starts them, each on a Redis "
+        f"of its own, up side by side: `{AB_OFF}` (METRICS=off: no /metrics route and no "
+        f"counting in Rasa, the action server or the card service), `{AB_ON}` (what "
+        f"`make run` serves: metrics and the live-handoff hook) and `{AB_NO_HOOK}` (metrics "
+        "on, Rasa given credentials.yml without the handoff channel, so the handoff desk "
+        "is never installed and the hook every channel calls on each message is one test "
+        "of a module global; HANDOFF_TOKEN does not turn the hook off: the desk is there "
+        "with or without it). Each round sends the same load to each stack in turn, "
+        f"channel by channel: {ab['n']} guardians at once, one whole conversation each "
+        "(13 turns, as the load levels above), the web chat over "
+        f"{ab.get('transport', 'websocket')}; the stacks' order turns round each round, so "
+        f"every arm runs first, second and last alike. {ab['rounds']} rounds. Server CPU is "
+        "every process of the arm's stack with its Redis; the figures are medians over the "
+        "rounds, the per-round column the two arms run one after the other (its spread is "
+        "the noise of the measure); the larger of the two estimates, difference of medians "
+        "or median of the per-round differences, is held to the limit. Nobody is handed "
+        "off: this is what the hook costs a turn that stays with the assistant."
+        + (f" {errored} level(s) with an error are left out, with their round."
+           if errored else ""),
+        "",
+        "| what | channel | without, ms/turn | with, ms/turn | difference | Rasa alone: "
+        "without, with, difference | per round: median (range) | limit | |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | ---: | --- |",
+    ]
+    rows = ab_rows(ab)
+    for row in rows:
+        s, r = row["stack"], row["rasa"]
+        rasa = (f"{r['base_ms']:.1f}, {r['changed_ms']:.1f}, {_pct(r['diff_pct'])}"
+                if r else "-")
+        paired = s["paired_pct"]
+        lines.append(
+            f"| {row['what']} (`{row['base']}` to `{row['changed']}`) | {row['channel']} | "
+            f"{s['base_ms']:.1f} | {s['changed_ms']:.1f} | {s['diff_ms']:+.2f} ms, "
+            f"{_pct(s['diff_pct'])} | {rasa} | {_pct(statistics.median(paired))} "
+            f"({_pct(min(paired))} to {_pct(max(paired))}) | +{row['limit_pct']:g}% "
+            f"({row['whose']}) | {'within' if row['within'] else '**over**'} |")
+    for row in rows:
+        if row["channel"] == "both":
+            s = row["stack"]
+            lines += ["", f"- {row['what'].capitalize()}: {s['diff_ms']:+.2f} ms of server "
+                      f"CPU per turn ({_pct(s['diff_pct'])}; per round "
+                      f"{_pct(s['paired_median_pct'])}) over both channels, "
+                      f"{'within' if row['within'] else '**over**'} the limit of "
+                      f"+{row['limit_pct']:g}% ({row['whose']})."]
+    others = [lv["other_load_pct"] for lv in ab["levels"]]
+    if others:
+        lines += ["", f"Anything else on the machine (the idle arms included) used a median "
+                  f"{statistics.median(others):.0f}% of both cores during the levels (at most "
+                  f"{max(others):.0f}%)."]
+    lines += ["", "Redis commands per turn (INFO commandstats of each arm's Redis, read "
+              "before and after each level; medians over the rounds). The hook's cost in "
+              "calls, whatever the CPU noise:", "",
+              "| channel | " + " | ".join(f"`{arm}`" for arm in ab["arms"])
+              + f" | `{AB_ON}` minus `{AB_NO_HOOK}`, by command |",
+              "| --- |" + " ---: |" * len(ab["arms"]) + " --- |"]
+    for channel in ab["channels"]:
+        calls = {arm: ab_redis(ab, arm, channel) for arm in ab["arms"]}
+        on, bare = calls.get(AB_ON, {}), calls.get(AB_NO_HOOK, {})
+        more = ", ".join(f"{name} {on.get(name, 0) - bare.get(name, 0):+.2f}"
+                         for name in sorted(set(on) | set(bare))
+                         if abs(on.get(name, 0) - bare.get(name, 0)) >= 0.05) or "none"
+        lines.append(f"| {channel} | "
+                     + " | ".join(f"{sum(calls[arm].values()):.1f}" for arm in ab["arms"])
+                     + f" | {more} |")
+    lines += ["", "Each arm checked after its rounds (GET /metrics of Rasa, the action server "
+              "and the card service, where no page is 404, or 500 from the action server, "
+              "which answers any unknown route so; GET /webhooks/handoff/ of Rasa; turns Rasa "
+              "counted against turns sent):", "",
+              "| arm | /metrics (rasa, actions, card) | handoff API | turns sent | "
+              "turns counted | as named | resident MiB |",
+              "| --- | --- | --- | ---: | ---: | --- | ---: |"]
+    for arm, found in ab["arms"].items():
+        check = found["checks"]
+        statuses = ", ".join(str(v) for v in check["metrics_status"].values())
+        counted = "-" if check["turns_counted"] is None else f"{check['turns_counted']:.0f}"
+        lines.append(f"| `{arm}` | {statuses} | {check['handoff_api_status']} | "
+                     f"{check['turns_sent']} | {counted} | "
+                     f"{'yes' if check['ok'] else '**no**'} | "
+                     f"{sum(found.get('memory_mib', {}).values()):.0f} |")
+    return lines
+
+
 def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
     m = results["machine"]
     rel = os.path.relpath(out, root)
@@ -449,6 +635,7 @@ def markdown(results: dict[str, Any], out: Path, root: Path) -> str:
     lines += _profile_section(results.get("profile", []))
     lines += _sampling_section(results.get("py_spy"))
     lines += _turns_section(results.get("turns_to_filing"))
+    lines += ["", *ab_section(results)]
     lines += ["", "## NLU: held-out examples (tests/nlu, never trained on)", ""]
     lines += _nlu_section(results)
     lines += ["", "## Resident memory (RSS, MiB; children included)", ""]

@@ -2,12 +2,16 @@
 
     .venv/bin/python -m tools.bench.run               # everything; rewrites BENCHMARKS.md
     .venv/bin/python -m tools.bench.run --levels 1 2 --no-baseline --no-nlu --out /tmp/b
+    .venv/bin/python -m tools.bench.run --only ab --ab-rounds 4   # metrics/handoff cost only
 
 Each level starts N guardians at once, each holding one whole conversation, and ends when
 they are done (bounded by count, not time). All traffic goes to 127.0.0.1. The stack is
 measured as `make run` starts it (one Rasa) and as deploy/ serves it on this machine
 (`cluster`: Debian's nginx with deploy/nginx.conf and TLS in front of two Rasas). Raw figures go
-to `<out>/results.json`, plots to `<out>/*.png`, the summary to BENCHMARKS.md.
+to `<out>/results.json`, plots to `<out>/*.png`, the summary to BENCHMARKS.md. The metrics'
+and the handoff hook's cost per turn are measured by interleaved A/B rounds on stacks of
+their own (tools/bench/ab.py), after the load levels; `--only ab` runs that section alone and
+writes to results/bench/ab/ (not kept in git), never to BENCHMARKS.md unless told.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from tests.testkit.nginx import MISSING, NGINX, Nginx
 from tests.testkit.processes import Process, free_port, wait_for
 from tests.testkit.redis_server import RedisServer
 from tests.testkit.stack import Stack
-from tools.bench import baseline, machine, nlu_compare, report
+from tools.bench import ab, baseline, machine, nlu_compare, report
 from tools.bench.clients import RestGuardian, SocketGuardian
 from tools.bench.conversations import (
     Script,
@@ -78,14 +82,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default="websocket",
                         help="the web chat's socket.io transport: the websocket the widget "
                         "upgrades to (default), or long polling throughout")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "bench"),
+    parser.add_argument("--out", default=None,
                         help="plots and results.json (default docs/bench)")
     parser.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE",
                         help="extra environment for the stack's processes (experiments, "
                         "e.g. SANIC_WORKERS=2)")
-    parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"),
-                        help="the report to rewrite (default BENCHMARKS.md)")
-    return parser.parse_args(argv)
+    parser.add_argument("--markdown", default=None,
+                        help="the report to rewrite (default BENCHMARKS.md; with --only ab, "
+                        "<out>/ab.md holding that section alone)")
+    parser.add_argument("--only", choices=("ab",),
+                        help="run one section alone: ab, the metrics' and the handoff hook's "
+                        "cost per turn (default out: results/bench/ab)")
+    parser.add_argument("--no-ab", action="store_true",
+                        help="skip the metrics and handoff-hook A/B rounds")
+    parser.add_argument("--ab-rounds", type=int, default=10,
+                        help="A/B rounds, each arm once per channel per round (default 10)")
+    parser.add_argument("--ab-n", type=int, default=8,
+                        help="concurrent guardians in each A/B level (default 8)")
+    args = parser.parse_args(argv)
+    if args.only == "ab" and args.no_ab:
+        parser.error("--only ab with --no-ab runs nothing")
+    if args.ab_rounds < 1 or args.ab_n < 1:
+        parser.error("--ab-rounds and --ab-n must be at least 1")
+    if args.out is None:
+        args.out = str(ROOT / ("results/bench/ab" if args.only else "docs/bench"))
+    if args.markdown is None:
+        args.markdown = str(Path(args.out) / "ab.md" if args.only else ROOT / "BENCHMARKS.md")
+    return args
 
 
 def say(line: str) -> None:
@@ -425,8 +448,52 @@ async def bench_baseline(args: argparse.Namespace, work: Path, results: dict[str
         server.stop()
 
 
+async def bench_ab(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
+    await ab.bench(work, results, n=args.ab_n, rounds=args.ab_rounds, channels=args.channels,
+                   env={"DATA_ENCRYPTION_KEY": "bench-data-encryption-key-0123456789",
+                        **dict(item.split("=", 1) for item in args.env)},
+                   transport=args.webchat_transport, calibrate=calibrate, ledger=ReportLedger,
+                   say=say)
+    for row in report.ab_rows(results["ab"]):
+        stack, rasa = row["stack"], row["rasa"]
+        say(f"ab {row['what']} ({row['base']} -> {row['changed']}), {row['channel']}: "
+            f"{stack['base_ms']:.2f} -> {stack['changed_ms']:.2f} ms CPU/turn, "
+            f"{stack['diff_ms']:+.2f} ms ({stack['diff_pct']:+.1f}%, per round "
+            f"{stack['paired_median_pct']:+.1f}%)"
+            + (f"; rasa {rasa['diff_ms']:+.2f} ms ({rasa['diff_pct']:+.1f}%)" if rasa else "")
+            + f"; limit +{row['limit_pct']:g}%: {'within' if row['within'] else 'OVER'}")
+    for name, arm in results["ab"]["arms"].items():
+        if not arm["checks"]["ok"]:
+            say(f"ab: arm {name} is not what it is named: {arm['checks']}")
+
+
+def main_ab(args: argparse.Namespace) -> int:
+    """`--only ab`: the A/B rounds alone; their section printed and written apart."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine.describe(), "core_speed_ms": [machine.core_speed_ms()],
+        "channels": args.channels, "env": args.env, "only": "ab",
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
+        asyncio.run(bench_ab(args, Path(tmp), results))
+    results["core_speed_ms"].append(machine.core_speed_ms())
+    results["total_s"] = round(time.monotonic() - started, 1)
+    (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2),
+                                      encoding="utf-8")
+    section = "\n".join(report.ab_section(results)) + "\n"
+    Path(args.markdown).write_text(section, encoding="utf-8")
+    print(section, flush=True)
+    say(f"ab done in {results['total_s']} s: {args.markdown}, {out / 'results.json'}")
+    return 0 if all(arm["checks"]["ok"] for arm in results["ab"]["arms"].values()) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.only == "ab":
+        return main_ab(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -442,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         asyncio.run(bench_stack(args, work, results))
+        if not args.no_ab:
+            # Its own three stacks, after the main one has stopped: the cores are theirs.
+            asyncio.run(bench_ab(args, work, results))
         if not args.no_baseline:
             asyncio.run(bench_baseline(args, work, results))
         if not args.no_nlu:
