@@ -22,7 +22,7 @@ help:
 	@echo "make test   install, train and run the whole test suite"
 	@echo "make train  train the model (only when the training data changed)"
 	@echo "make lint   ruff and mypy"
-	@echo "make bench  load, baseline, NLU and memory figures; rewrites BENCHMARKS.md (~17 min)"
+	@echo "make bench  load, baseline, NLU and memory figures; rewrites BENCHMARKS.md (~21 min)"
 	@echo "make staff ARGS='list'   the staff tool (list, show REF, advance REF [--to STATUS])"
 	@echo "make staff-user ARGS='add NAME --role agency'  staff console accounts (add, disable, enable, list)"
 	@echo "make rotate-keys  re-seal personal data under a new DATA_ENCRYPTION_KEY"
