@@ -507,8 +507,11 @@ def create_app(settings: Settings, clock: Clock = time.time, name: str = "consol
         try:
             found = await desk.messages(who.account.name, conversation, after, wait)
         except handoff_api.NotQueued:
-            return json_response({"error": {"code": "not_found", "message": word(
-                "not_queued", who.view.language)}}, status=404)
+            # Handed back, closed or expired while the page polled: the end of the
+            # conversation, not an error of the page's.
+            return json_response({"messages": [], "next": after, "state": "ended",
+                                  "agent": None,
+                                  "message": word("not_queued", who.view.language)})
         return json_response({
             "messages": [{**m, "time": pages.clock_time(m.get("at"))} for m in found.messages],
             "next": found.next, "state": found.state, "agent": found.agent})

@@ -58,7 +58,10 @@
       if (failures) { failures = 0; say(""); }
       answer.body.messages.forEach(show);
       after = Math.max(after, answer.body.next);
-      if (answer.body.state !== "taken") { stop(answer.body.state || "?"); return; }
+      if (answer.body.state !== "taken") {
+        stop(answer.body.message || answer.body.state || "?");
+        return;
+      }
       poll();
     }).catch(function (error) {
       // Logged out meanwhile: a reload lands on the login page.
