@@ -258,7 +258,7 @@ def test_a_web_chat_guardian_hears_the_agent_on_the_page(
             assert any("automated" in t for t in await page.replies_until("automated"))
             return times
         finally:
-            await page.client.disconnect()
+            await page.close()
 
     with ThreadPoolExecutor(1) as thread:
         times = thread.submit(asyncio.run, scenario()).result()

@@ -54,8 +54,8 @@ def test_a_socket_cannot_speak_in_another_conversation(stack: Stack) -> None:
             assert [event["text"] for event in saved] == ["are you a bot?"]
             assert [e["text"] for e in saved_user_events(stack, victim.session, 1)] == ["hello"]
         finally:
-            await victim.client.disconnect()
-            await intruder.client.disconnect()
+            await victim.close()
+            await intruder.close()
 
     asyncio.run(run())
 
@@ -69,7 +69,7 @@ def test_client_metadata_keeps_only_the_language(stack: Stack) -> None:
             await page.reply()
             return page.session
         finally:
-            await page.client.disconnect()
+            await page.close()
 
     session = asyncio.run(run())
     user = saved_user_events(stack, session, 1)[-1]
@@ -88,7 +88,7 @@ def test_an_oversized_frame_is_refused_and_nothing_of_it_is_stored(stack: Stack)
             return page.session, page.client.connected
         finally:
             if page.client.connected:
-                await page.client.disconnect()
+                await page.close()
 
     session, still_connected = asyncio.run(run())
     assert not still_connected  # the server closed the connection

@@ -127,7 +127,12 @@ async def received_before_a_reply(page: Page, notices_due: int = 0) -> list[dict
     got: list[dict[str, Any]] = []
     while (not any("automated" in str(m.get("text", "")) for m in got)
            or len(notice_messages(got)) < notices_due):
-        got.append(await page.reply())
+        try:
+            got.append(await asyncio.wait_for(page.uttered.get(), TIMEOUT))
+        except asyncio.TimeoutError:
+            raise AssertionError(f"no reply and {notices_due} notice messages after "
+                                 f"{TIMEOUT:.0f} s (connected: {page.client.connected}); "
+                                 f"got {got}") from None
     return got
 
 
@@ -146,7 +151,7 @@ def test_a_notice_for_an_open_page_held_by_the_other_rasa_is_seen_there(rasas: R
                                                     notice_id))  # a repeat
             return outcomes, shown, await received_before_a_reply(page)
         finally:
-            await page.client.disconnect()
+            await page.close()
 
     outcomes, shown, after = in_thread(scenario)
     assert outcomes == [notices.SEEN, notices.SEEN]
@@ -166,7 +171,7 @@ def test_a_closed_page_gets_the_notice_once_when_it_comes_back(rasas: Rasas) -> 
     async def scenario() -> tuple[str, list[str], list[dict[str, Any]], list[dict[str, Any]],
                                   str]:
         page = await rasas.page(rasas.first).open()
-        await page.client.disconnect()
+        await page.close()
         await asyncio.to_thread(rasas.closed, page.session)
         queued = await asyncio.to_thread(rasas.outcome, rasas.second, page.session, notice_id)
         waiting = rasas.waiting(page.session)
@@ -175,12 +180,12 @@ def test_a_closed_page_gets_the_notice_once_when_it_comes_back(rasas: Rasas) -> 
         try:
             first = await received_before_a_reply(back, notices_due=2)
         finally:
-            await back.client.disconnect()
+            await back.close()
         again = await rasas.page(rasas.first, page.session).open()  # a reload
         try:
             second = await received_before_a_reply(again)
         finally:
-            await again.client.disconnect()
+            await again.close()
         asked_again = await asyncio.to_thread(rasas.outcome, rasas.first, page.session,
                                               notice_id)
         return queued, waiting, first, second, asked_again
@@ -220,7 +225,7 @@ def test_asked_again_while_unread_it_falls_back_and_is_gone(rasas: Rasas) -> Non
         try:
             return await received_before_a_reply(page)
         finally:
-            await page.client.disconnect()
+            await page.close()
 
     assert notice_messages(in_thread(come_back)) == []  # the SMS told them instead
 
@@ -253,7 +258,7 @@ def test_two_pages_coming_back_at_once_on_both_rasas_show_it_once(rasas: Rasas) 
             return [received + await drained(page) for page, received in zip(pages, got,
                                                                               strict=True)]
         finally:
-            await asyncio.gather(*(page.client.disconnect() for page in pages))
+            await asyncio.gather(*(page.close() for page in pages))
 
     got = in_thread(both)
     shown = [notice_messages(received) for received in got]

@@ -7,11 +7,16 @@ import asyncio
 import uuid
 from typing import Any
 
+import engineio.payload
 import socketio
 
 from tests.testkit.stack import Stack
 
 TIMEOUT = 120.0
+# A poll's answer holds everything the server queued for the socket since the last one: the
+# page's own engine.io client reads it all, Python's refuses more than 16 packets, which a
+# flooded conversation's "slow down" answers exceed.
+engineio.payload.Payload.max_decode_packets = 10_000
 
 
 class Page:
@@ -37,6 +42,18 @@ class Page:
     async def send(self, message: str, **extra: Any) -> None:
         await self.client.emit("user_uttered", {"message": message,
                                                 "session_id": self.session, **extra})
+
+    async def flush(self) -> None:
+        """Waits until what was sent so far (messages, and acknowledgements of what the
+        page was shown) has reached the server. The client batches whatever it has queued
+        into one POST, and the server refuses a POST of more than 16 packets; a disconnect
+        drops whatever is still queued, as a closing browser tab would not."""
+        if self.client.connected:
+            await asyncio.wait_for(self.client.eio.queue.join(), TIMEOUT)
+
+    async def close(self) -> None:
+        await self.flush()
+        await self.client.disconnect()
 
     async def reply(self) -> dict:
         return await asyncio.wait_for(self.uttered.get(), TIMEOUT)
