@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ import redis.asyncio
 from bot import redis as bot_redis
 from bot import settings as bot_settings
 from bot.rasa.scrub import personal_values
+from bot.rules.china_time import CHINA
 from bot.rules.identity import masked_numbers
 from bot.settings import staffed_spans
 
@@ -57,7 +58,6 @@ TRANSCRIPT_TURNS = 20
 # The responses that tell a guardian a person will come (domain.yml): seeing one of them
 # go out is what queues the conversation.
 QUEUED_RESPONSES = frozenset({"utter_handoff", "utter_handoff_after_hours"})
-CHINA = timezone(timedelta(hours=8))
 GUARDIAN, AGENT, ASSISTANT = "guardian", "agent", "assistant"
 
 # KEYS: case, agent, waiting, taken. ARGV: conversation, agent, now, ttl.
@@ -84,6 +84,14 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])
 return 1
+"""
+
+# KEYS: agent, pending. The holder ('' for none) and what was kept for a REST guardian,
+# taken: one command on every REST turn, the list touched only when an agent replied.
+HOLDER_AND_KEPT = """
+local kept = redis.call('LRANGE', KEYS[2], 0, -1)
+if #kept > 0 then redis.call('DEL', KEYS[2]) end
+return {redis.call('GET', KEYS[1]) or '', kept}
 """
 
 
@@ -238,6 +246,7 @@ class Queue:
         self.vault = vault if vault is not None else bot_settings.settings().vault()
         self._take = client.register_script(TAKE)
         self._release = client.register_script(RELEASE)
+        self._holder_and_kept = client.register_script(HOLDER_AND_KEPT)
 
     async def add(self, case: Case) -> bool:
         """Queues the case; False when it is queued already or an agent holds it (the
@@ -289,12 +298,10 @@ class Queue:
                                                                  list[dict[str, Any]]]:
         """The holder and, taken at once, what was kept for a REST guardian: one round
         trip for a REST turn."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.get(agent_key(conversation))
-            pipe.lrange(pending_key(conversation), 0, -1)
-            pipe.delete(pending_key(conversation))
-            holder, raw, _ = await pipe.execute()
-        return (holder.decode() if isinstance(holder, bytes) else holder,
+        holder, raw = await self._holder_and_kept(
+            keys=[agent_key(conversation), pending_key(conversation)])
+        holder = holder.decode() if isinstance(holder, bytes) else holder
+        return (holder or None,
                 [json.loads(self._open(item, pending_key(conversation))) for item in raw])
 
     async def case(self, conversation: str) -> Case:
