@@ -16,18 +16,13 @@ if TYPE_CHECKING:
 
 
 def serve(settings: Settings) -> None:
-    from bot import logs
+    # The outbox task and the Lua scripts assume nothing about more workers, but one is
+    # what `make run` supervises.
+    from bot.service import serve as serve_app
     from card_service.app import create_app
 
-    logs.install_for("card_service")
-    try:
-        app = create_app(settings)
-    except ValueError as error:
-        sys.exit(f"card service: {error}")
-    # One worker: the outbox task and the Lua scripts assume nothing about more, but one
-    # process is what `make run` supervises. No access log: paths carry references.
-    app.run(host=settings.bind_host, port=settings.card_service_port, workers=1,
-            access_log=False, debug=False, auto_reload=False)
+    serve_app("card_service", "card service", lambda: create_app(settings),
+              settings.bind_host, settings.card_service_port)
 
 
 def purge(settings: Settings) -> int:

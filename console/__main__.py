@@ -17,17 +17,11 @@ from console.accounts import ROLES
 
 
 def serve(settings: Settings) -> None:
-    from bot import logs
+    from bot.service import serve as serve_app
     from console.app import create_app
 
-    logs.install_for("console")
-    try:
-        app = create_app(settings)
-    except ValueError as error:
-        sys.exit(f"staff console: {error}")
-    # No access log: paths carry references.
-    app.run(host=settings.bind_host, port=settings.staff_console_port, workers=1,
-            access_log=False, debug=False, auto_reload=False)
+    serve_app("console", "staff console", lambda: create_app(settings), settings.bind_host,
+              settings.staff_console_port)
 
 
 def read_password() -> str:

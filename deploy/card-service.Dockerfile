@@ -15,7 +15,7 @@ WORKDIR /app
 # Only the service and the parts of bot/ it shares with the assistant: the rules about people,
 # statuses and cities, settings, the Redis factory and the client the staff tool speaks through.
 COPY card_service /app/card_service
-COPY bot/__init__.py bot/settings.py bot/crypto.py bot/logs.py bot/redis.py bot/card_client.py bot/notices.py bot/metrics.py /app/bot/
+COPY bot/__init__.py bot/settings.py bot/crypto.py bot/logs.py bot/redis.py bot/card_client.py bot/notices.py bot/metrics.py bot/service.py /app/bot/
 COPY bot/rules /app/bot/rules
 # The log filter's masking rules (bot/logs.py), without the rest of Rasa's side.
 COPY bot/rasa/__init__.py bot/rasa/scrub.py /app/bot/rasa/
