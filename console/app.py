@@ -520,16 +520,7 @@ def create_app(settings: Settings, clock: Clock = time.time, name: str = "consol
     @guard("handoff")
     @at_desk
     async def handoff_take(request: Request, who: Who, conversation: str) -> HTTPResponse:
-        try:
-            taken = await desk.take(who.account.name, conversation)
-        except handoff_api.NotQueued:
-            return redirect("/handoff?gone=1", status=303)
-        except handoff_api.Held:
-            return redirect(case_url(conversation, error="taken"), status=303)
-        told = (taken.get("told") or {}).get("outcome") or "already held"
-        await console.audit.record(console.now(), who.account.name, who.account.role,
-                                   "handoff_take", conversation, detail=f"told: {told}")
-        return redirect(case_url(conversation), status=303)
+        return await act(who, conversation, "take", case_url(conversation))
 
     @app.post("/handoff/<conversation:str>/reply")
     @guard("handoff")
@@ -564,33 +555,35 @@ def create_app(settings: Settings, clock: Clock = time.time, name: str = "consol
                                   "message": outcome_words(outcome, lang)})
         return redirect(case_url(conversation, sent=outcome), status=303)
 
-    async def release(request: Request, who: Who, conversation: str, verb: str) -> HTTPResponse:
+    async def act(who: Who, conversation: str, verb: str, then: str) -> HTTPResponse:
+        """Takes, hands back or closes a case, audited with what the guardian was told, and
+        goes on to `then`; a case gone, or held by another agent, goes back saying so."""
+        name = who.account.name
+        run = {"take": desk.take, "hand_back": desk.hand_back, "close": desk.close_case}[verb]
         try:
-            if verb == "hand_back":
-                done = await desk.hand_back(who.account.name, conversation)
-            else:
-                done = await desk.close_case(who.account.name, conversation)
+            done = await run(name, conversation)
         except handoff_api.NotQueued:
             return redirect("/handoff?gone=1", status=303)
         except handoff_api.Held:
             return redirect(case_url(conversation, error="taken"), status=303)
-        told = (done.get("told") or {}).get("outcome") or ""
-        await console.audit.record(console.now(), who.account.name, who.account.role,
-                                   f"handoff_{verb}", conversation, detail=f"told: {told}")
-        return redirect("/handoff?done=" + ("handed_back" if verb == "hand_back" else "closed"),
-                        status=303)
+        # Taking a case already this agent's tells the guardian nothing again.
+        told = (done.get("told") or {}).get("outcome") or ("already held" if verb == "take"
+                                                            else "")
+        await console.audit.record(console.now(), name, who.account.role, f"handoff_{verb}",
+                                   conversation, detail=f"told: {told}")
+        return redirect(then, status=303)
 
     @app.post("/handoff/<conversation:str>/hand-back")
     @guard("handoff")
     @at_desk
     async def handoff_hand_back(request: Request, who: Who, conversation: str) -> HTTPResponse:
-        return await release(request, who, conversation, "hand_back")
+        return await act(who, conversation, "hand_back", "/handoff?done=handed_back")
 
     @app.post("/handoff/<conversation:str>/close")
     @guard("handoff")
     @at_desk
     async def handoff_close(request: Request, who: Who, conversation: str) -> HTTPResponse:
-        return await release(request, who, conversation, "close")
+        return await act(who, conversation, "close", "/handoff?done=closed")
 
     @app.get("/dashboard")
     @guard("dashboard")
