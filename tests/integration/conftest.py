@@ -16,17 +16,18 @@ from typing import Any
 import pytest
 import requests
 
-from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.processes import HttpProcess, free_port
 from tests.testkit.rasa_stand_in import JWT_SECRET
 from tests.testkit.redis_server import RedisServer
 
 
-class CardService:
+class CardService(HttpProcess):
+    label = "card service"
+
     def __init__(self, redis_url: str, log_dir: Path, env: dict[str, str] | None = None,
                  service_token: str | None = None, staff_token: str | None = None,
                  encryption_key: str | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.redis_url = redis_url
         self.service_token = service_token or secrets.token_urlsafe(24)
         self.staff_token = staff_token or secrets.token_urlsafe(24)
@@ -47,28 +48,7 @@ class CardService:
             "PYTHONUNBUFFERED": "1",
         })
         self.env.update(env or {})
-        self.process = Process(f"card-service-{self.port}",
-                               [sys.executable, "-m", "card_service", "serve"],
-                               self.env, log_dir)
-
-    def healthy(self) -> bool:
-        if self.process.popen is not None and not self.process.running:
-            raise RuntimeError(f"card service exited:\n{self.process.log_tail()}")
-        try:
-            return requests.get(self.url + "/health", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    def start(self) -> CardService:
-        self.process.start()
-        try:
-            wait_for(self.healthy, 30, "card service", interval=0.1)
-        except TimeoutError as error:
-            raise TimeoutError(f"{error}\n{self.process.log_tail()}") from error
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
+        self._child([sys.executable, "-m", "card_service", "serve"], self.env, log_dir)
 
     def kill(self) -> None:
         self.process.kill()

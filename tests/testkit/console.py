@@ -11,21 +11,20 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import requests
-
 from bot.settings import ROOT
-from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.processes import HttpProcess
 from tests.testkit.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from tests.integration.conftest import CardService
 
 
-class ConsoleServer:
+class ConsoleServer(HttpProcess):
+    label = "staff console"
+
     def __init__(self, redis_url: str, card_service_url: str, staff_token: str, log_dir: Path,
                  env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.env = {name: value for name, value in os.environ.items()
                     if not name.startswith(("REDIS_", "STAFF_CONSOLE_", "CARD_SERVICE_"))}
         self.env.update({
@@ -39,27 +38,7 @@ class ConsoleServer:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         })
-        self.process = Process(f"console-{self.port}", [sys.executable, "-m", "console", "serve"],
-                               self.env, log_dir)
-
-    def healthy(self) -> bool:
-        if self.process.popen is not None and not self.process.running:
-            raise RuntimeError(f"console exited:\n{self.process.log_tail()}")
-        try:
-            return requests.get(self.url + "/health", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    def start(self) -> ConsoleServer:
-        self.process.start()
-        try:
-            wait_for(self.healthy, 30, "staff console", interval=0.1)
-        except TimeoutError as error:
-            raise TimeoutError(f"{error}\n{self.process.log_tail()}") from error
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
+        self._child([sys.executable, "-m", "console", "serve"], self.env, log_dir)
 
     def command(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         """`python -m console ...` with this console's settings."""

@@ -10,6 +10,9 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import requests
 
 from bot.settings import ROOT
 
@@ -99,3 +102,42 @@ class Process:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+Service = TypeVar("Service", bound="HttpProcess")
+
+
+class HttpProcess:
+    """A child serving HTTP on a free loopback port (`port`, `url`), up once `ready_path`
+    answers. Subclasses build the command and environment with the port, then `_child`."""
+
+    label = "service"
+    ready_path = "/health"
+    ready_within_s = 30.0
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _child(self, command: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.process = Process(f"{self.label.replace(' ', '-')}-{self.port}", command, env,
+                               log_dir)
+
+    def healthy(self) -> bool:
+        if self.process.popen is not None and not self.process.running:
+            raise RuntimeError(f"{self.label} exited:\n{self.process.log_tail()}")
+        try:
+            return requests.get(self.url + self.ready_path, timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def start(self: Service) -> Service:
+        self.process.start()
+        try:
+            wait_for(self.healthy, self.ready_within_s, self.label, interval=0.1)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}\n{self.process.log_tail()}") from error
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()

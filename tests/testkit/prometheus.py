@@ -12,9 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import requests
-
-from tests.testkit.processes import Process, free_port, wait_for
+from tests.testkit.processes import HttpProcess
 
 PROMETHEUS = os.environ.get("PROMETHEUS", "/usr/bin/prometheus")
 PROMTOOL = os.environ.get("PROMTOOL", "/usr/bin/promtool")
@@ -136,42 +134,25 @@ def backfill(history: History, data_dir: Path, work_dir: Path) -> None:
         raise RuntimeError(f"promtool could not backfill:\n{done.stderr[-2000:]}")
 
 
-class PrometheusServer:
+class PrometheusServer(HttpProcess):
     """`prometheus` on a free loopback port over `data_dir`, scraping nothing."""
 
+    label = "prometheus"
+    ready_path = "/-/ready"
+    ready_within_s = 60.0
+
     def __init__(self, data_dir: Path, log_dir: Path):
+        super().__init__()
         prometheus, _ = programs()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         config = log_dir / f"prometheus-{self.port}.yml"
         config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n",
                           encoding="utf-8")
-        self.process = Process(
-            f"prometheus-{self.port}",
-            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
-             f"--web.listen-address=127.0.0.1:{self.port}",
-             # The history is days old: time retention counts from the newest sample anyway.
-             "--storage.tsdb.retention.time=30d"],
-            {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, log_dir)
-
-    def ready(self) -> bool:
-        if self.process.popen is not None and not self.process.running:
-            raise RuntimeError(f"prometheus exited:\n{self.process.log_tail()}")
-        try:
-            return requests.get(self.url + "/-/ready", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def start(self) -> PrometheusServer:
-        self.process.start()
-        try:
-            wait_for(self.ready, 60, "prometheus", interval=0.2)
-        except TimeoutError as error:
-            raise TimeoutError(f"{error}\n{self.process.log_tail()}") from error
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
+        self._child([prometheus, f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
+                     f"--web.listen-address=127.0.0.1:{self.port}",
+                     # The history is days old: time retention counts from the newest
+                     # sample anyway.
+                     "--storage.tsdb.retention.time=30d"],
+                    {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, log_dir)
 
 
 def serve(history: History, work_dir: Path) -> PrometheusServer:
