@@ -12,8 +12,8 @@ from tests.testkit.redis_server import RedisServer
 
 # Integration and browser tests share two cores with up to six servers they started, and a
 # step of a test's own harness (a socket client, a browser) can lose a race on a loaded run.
-# Such a test runs once more before it counts as failed. Each rerun is named in the summary
-# (pyproject's `-raR`) and in the JUnit file, to be mended, not forgotten.
+# Such a test runs once more before it counts as failed. Each rerun is named in pytest's
+# summary (pyproject's `-raR`) and in CI's closing lines, to be mended, not forgotten.
 RERUN_DIRECTORIES = ("integration", "browser")
 
 

@@ -1,7 +1,9 @@
-"""Prints 'ci: N passed, N failed, N skipped' from a pytest JUnit XML report."""
+"""Prints 'ci: N passed, N failed, N skipped' from a pytest JUnit XML report, and the tests
+that ran again before they passed or failed (a test run twice appears twice there)."""
 
 import sys
 import xml.etree.ElementTree as ET  # noqa: N817
+from collections import Counter
 from pathlib import Path
 
 report, status = Path(sys.argv[1]), int(sys.argv[2])
@@ -15,3 +17,7 @@ total, failures, errors, skipped = (int(suite.get(k, 0)) for k in
                                     ("tests", "failures", "errors", "skipped"))
 failed = failures + errors + (1 if status and not (failures + errors) else 0)
 print(f"ci: {total - failures - errors - skipped} passed, {failed} failed, {skipped} skipped")
+runs = Counter(f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase"))
+rerun = sorted(name for name, count in runs.items() if count > 1)
+if rerun:
+    print(f"ci: {len(rerun)} rerun: {', '.join(rerun)}")
