@@ -29,6 +29,7 @@ GENERATED_SECRETS = (
     "RASA_JWT_SECRET",
     "CARD_SERVICE_TOKEN",
     "CARD_SERVICE_STAFF_TOKEN",
+    "CARD_SERVICE_CONSOLE_TOKEN",
     "REDIS_PASSWORD",
     "REDIS_RASA_PASSWORD",
     "REDIS_CARD_SERVICE_PASSWORD",
@@ -165,8 +166,11 @@ class Settings:
     redis_rasa_password: str = ""
     redis_card_service_password: str = ""
     redis_console_password: str = ""
-    # The staff console (console/): its own process and port.
+    # The staff console (console/): its own process and port, and its own token for the
+    # card service's staff calls, the one token with which a call names its person
+    # (X-Staff-User); the shared staff token is for machines (a bank system).
     staff_console_port: int = 8090
+    console_token: str = ""
     # Prometheus's HTTP API, where the console's dashboard reads the last seven days (unset:
     # the dashboard says so). Reached from the console's server, never from a browser.
     prometheus_url: str = ""
@@ -257,6 +261,7 @@ class Settings:
             redis_card_service_password=env.get("REDIS_CARD_SERVICE_PASSWORD", ""),
             redis_console_password=env.get("REDIS_CONSOLE_PASSWORD", ""),
             staff_console_port=_port(env, "STAFF_CONSOLE_PORT", 8090),
+            console_token=env.get("CARD_SERVICE_CONSOLE_TOKEN", ""),
             prometheus_url=_http_url(env, "PROMETHEUS_URL"),
             data_encryption_keys_retired=tuple(
                 key.strip() for key in env.get("DATA_ENCRYPTION_KEYS_RETIRED", "").split(",")
@@ -374,6 +379,7 @@ class Settings:
             "RASA_JWT_SECRET": self.rasa_jwt_secret,
             "CARD_SERVICE_TOKEN": self.card_service_token,
             "CARD_SERVICE_STAFF_TOKEN": self.staff_token,
+            "CARD_SERVICE_CONSOLE_TOKEN": self.console_token,
             "DATA_DIR": str(self.data_dir),
             "TRACKER_EXPIRY_SECONDS": str(self.tracker_expiry_seconds),
         }

@@ -32,6 +32,8 @@ log = logging.getLogger("card_service")
 
 MAX_BODY_BYTES = 16 * 1024
 SERVICE, STAFF = "service", "staff"
+# The staff console's token: the staff role, and the one token whose calls name a person.
+CONSOLE = "console"
 # Failed verifications (lookups and cancels). One caller on one reference: the first failure
 # is free (a typo), then it waits 2 s, 4 s, 8 s ... up to 15 min before its next try.
 BACKOFF_FREE_FAILURES = 1
@@ -106,8 +108,11 @@ class Service:
     def __init__(self, settings: Settings):
         if not settings.card_service_token or not settings.staff_token:
             raise ValueError("CARD_SERVICE_TOKEN and CARD_SERVICE_STAFF_TOKEN must be set")
-        if settings.card_service_token == settings.staff_token:
-            raise ValueError("CARD_SERVICE_TOKEN and CARD_SERVICE_STAFF_TOKEN must differ")
+        given = [token for token in (settings.card_service_token, settings.staff_token,
+                                     settings.console_token) if token]
+        if len(set(given)) != len(given):
+            raise ValueError("CARD_SERVICE_TOKEN, CARD_SERVICE_STAFF_TOKEN and "
+                             "CARD_SERVICE_CONSOLE_TOKEN must differ")
         self.settings = settings
         self.vault = settings.vault()
         if not settings.rasa_jwt_secret:
@@ -116,6 +121,8 @@ class Service:
         self.clock = Clock(settings.clock_offset_days)
         self.tokens = {SERVICE: settings.card_service_token.encode(),
                        STAFF: settings.staff_token.encode()}
+        if settings.console_token:  # unset: no console reaches the staff calls
+            self.tokens[CONSOLE] = settings.console_token.encode()
         self.store: Store
 
     def role_of(self, request: Request, *allowed: str) -> str:
@@ -129,6 +136,9 @@ class Service:
         if role is None:
             raise ApiError(401, "unauthorized", "A valid bearer token is required.",
                            headers={"WWW-Authenticate": "Bearer"})
+        request.ctx.from_console = role == CONSOLE
+        if role == CONSOLE:
+            role = STAFF
         if role not in allowed:
             raise ApiError(403, "forbidden", f"This call needs the {' or '.join(allowed)} token.")
         return role
@@ -596,12 +606,15 @@ def _record(service: Service, reference: str, report: validation.LossReportInput
 
 
 def staff_caller(request: Request) -> str:
-    """Who a staff call is for, as logs name it: the console's X-Staff-User (its account
-    name), else the shared staff token's machine caller."""
+    """Who a staff call is for, as logs name it: with the console's token, the person its
+    X-Staff-User names (its account name); with the shared staff token, that token's machine
+    caller, whatever the header says (a bank system cannot name a person)."""
+    if not getattr(request.ctx, "from_console", False):
+        return "the staff token"
     named = (request.headers.get("x-staff-user") or "").strip()
     if named and len(named) <= 32 and all(ch.isalnum() or ch in "._-" for ch in named):
         return f"staff user {named}"
-    return "the staff token"
+    return "the console (no person named)"
 
 
 def _digest(text: str) -> str:

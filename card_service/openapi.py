@@ -33,7 +33,10 @@ BODY_ERRORS = {"400": _error("Malformed JSON or not an object"),
                "422": _error("Invalid fields, each named in error.fields")}
 # The staff console's account name, for the card service's log (optional).
 STAFF_USER = {"name": "X-Staff-User", "in": "header", "required": False,
-              "schema": {"type": "string", "maxLength": 32}}
+              "schema": {"type": "string", "maxLength": 32},
+              "description": "The person the staff console calls for: read with the console's "
+                             "token only; a call with the shared staff token is logged as that "
+                             "token's"}
 REFERENCE = {"name": "reference", "in": "path", "required": True,
              "schema": {"type": "string", "example": "SC-7K3F-9Q2M"},
              "description": "Crockford base32; lower case and no dash accepted"}

@@ -64,9 +64,9 @@ class Who:
 
 class Console:
     def __init__(self, settings: Settings, clock: Clock):
-        if not settings.staff_token:
-            raise ValueError("CARD_SERVICE_STAFF_TOKEN must be set: the console reads "
-                             "reports through the card service")
+        if not settings.console_token:
+            raise ValueError("CARD_SERVICE_CONSOLE_TOKEN must be set: the console reads "
+                             "reports through the card service, with a token of its own")
         self.settings, self.clock = settings, clock
         self.redis: Any = None
         self.accounts: Accounts
@@ -87,8 +87,9 @@ class Console:
         return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
 
     def card(self, who: Who) -> CardClient:
-        """The card service, as the staff token on behalf of this person (X-Staff-User)."""
-        return CardClient(self.settings.card_service_url, self.settings.staff_token,
+        """The card service, with the console's token, on behalf of this person
+        (X-Staff-User, which the card service reads with that token only)."""
+        return CardClient(self.settings.card_service_url, self.settings.console_token,
                           headers={"X-Staff-User": who.account.name})
 
     def plain_http_allowed(self, request: Request) -> bool:

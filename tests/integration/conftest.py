@@ -26,12 +26,13 @@ class CardService(HttpProcess):
 
     def __init__(self, redis_url: str, log_dir: Path, env: dict[str, str] | None = None,
                  service_token: str | None = None, staff_token: str | None = None,
-                 encryption_key: str | None = None):
+                 encryption_key: str | None = None, console_token: str | None = None):
         super().__init__()
         self.redis_url = redis_url
         self.service_token = service_token or secrets.token_urlsafe(24)
         self.staff_token = staff_token or secrets.token_urlsafe(24)
         self.encryption_key = encryption_key or secrets.token_urlsafe(32)
+        self.console_token = console_token or secrets.token_urlsafe(24)
         self.env = dict(os.environ)
         for name in ("RASA_URL", "CARD_SERVICE_CLOCK_OFFSET_DAYS", "CARD_SERVICE_OUTBOX_MAX_DELAY"):
             self.env.pop(name, None)
@@ -41,6 +42,7 @@ class CardService(HttpProcess):
             "REDIS_URL": redis_url,
             "CARD_SERVICE_TOKEN": self.service_token,
             "CARD_SERVICE_STAFF_TOKEN": self.staff_token,
+            "CARD_SERVICE_CONSOLE_TOKEN": self.console_token,
             "DATA_ENCRYPTION_KEY": self.encryption_key,
             # Nothing answers here unless a test says otherwise: Rasa is "down".
             "RASA_URL": f"http://127.0.0.1:{free_port()}",
@@ -62,10 +64,12 @@ class CardService(HttpProcess):
         inherited = {name: value for name, value in self.env.items()
                      if name != "CARD_SERVICE_PORT"}
         return CardService(self.redis_url, self.process.log_path.parent, {**inherited, **env},
-                           self.service_token, self.staff_token, self.encryption_key)
+                           self.service_token, self.staff_token, self.encryption_key,
+                           self.console_token)
 
     def headers(self, role: str = "service", **extra: str) -> dict[str, str]:
-        token = self.service_token if role == "service" else self.staff_token
+        token = {"service": self.service_token, "staff": self.staff_token,
+                 "console": self.console_token}[role]
         return {"Authorization": f"Bearer {token}", **extra}
 
     def post(self, path: str, body: Any = None, role: str = "service",

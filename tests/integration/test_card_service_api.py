@@ -582,6 +582,18 @@ def test_numbers_are_encrypted_at_rest_and_not_logged(shared_card_service: CardS
 
 
 # The OpenAPI document matches the routes, both ways.
+def test_the_card_service_refuses_one_token_for_two_roles() -> None:
+    from bot.settings import Settings
+    from card_service.app import Service
+
+    base = {"CARD_SERVICE_TOKEN": "a", "CARD_SERVICE_STAFF_TOKEN": "b",
+            "DATA_ENCRYPTION_KEY": "k" * 32, "RASA_JWT_SECRET": "j" * 32}
+    Service(Settings.from_env({**base, "CARD_SERVICE_CONSOLE_TOKEN": "c"}))
+    for shared in ("a", "b"):
+        with pytest.raises(ValueError, match="must differ"):
+            Service(Settings.from_env({**base, "CARD_SERVICE_CONSOLE_TOKEN": shared}))
+
+
 def test_openapi_document_matches_the_routes(shared_card_service: CardService) -> None:
     from sanic import Sanic
 

@@ -244,6 +244,15 @@ def test_the_card_service_reveals_a_phone_to_staff_only_while_kept(card: CardSer
     assert shown.json() == {"reference": filed["reference"], "phone": "13800138000"}
     assert f"{filed['reference']}: phone number revealed to the staff token" in \
         card.process.log_path.read_text()
+    # A machine with the shared staff token cannot pass itself off as a person; the
+    # console's own token names one, and is a staff token only.
+    card.post(path, {}, role="staff", **{"X-Staff-User": "mallory"})
+    card.post(path, {}, role="console", **{"X-Staff-User": "li.wei"})
+    log = card.process.log_path.read_text()
+    assert "staff user mallory" not in log
+    assert f"{filed['reference']}: phone number revealed to staff user li.wei" in log
+    assert card.post("/v1/loss-reports", people.report_body(f"conv-{uuid.uuid4()}"),
+                     role="console", **{"Idempotency-Key": str(uuid.uuid4())}).status_code == 403
     # The guardian asked for erasure; it happens when the report is final.
     card.post(f"/v1/loss-reports/{filed['reference']}/erase", {"conversation_id": conversation})
     card.post(f"/v1/loss-reports/{filed['reference']}/events", {"status": "cancelled"},

@@ -228,7 +228,7 @@ def test_the_console_with_prometheus_down_answers_503_and_says_so(
         console: ConsoleServer, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     other = ConsoleServer(console.env["REDIS_URL"], console.env["CARD_SERVICE_URL"],
-                          console.env["CARD_SERVICE_STAFF_TOKEN"], tmp_path,
+                          console.env["CARD_SERVICE_CONSOLE_TOKEN"], tmp_path,
                           {"PROMETHEUS_URL": dead}).start()
     try:
         page = logged_in(other, "root").get(other.url + "/dashboard?lang=en", timeout=30)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class ConsoleServer(HttpProcess):
     label = "staff console"
 
-    def __init__(self, redis_url: str, card_service_url: str, staff_token: str, log_dir: Path,
+    def __init__(self, redis_url: str, card_service_url: str, console_token: str, log_dir: Path,
                  env: dict[str, str] | None = None):
         super().__init__()
         self.env = {name: value for name, value in os.environ.items()
@@ -32,7 +32,7 @@ class ConsoleServer(HttpProcess):
             "BIND_HOST": "127.0.0.1",
             "REDIS_URL": redis_url,
             "CARD_SERVICE_URL": card_service_url,
-            "CARD_SERVICE_STAFF_TOKEN": staff_token,
+            "CARD_SERVICE_CONSOLE_TOKEN": console_token,
             # Not the project's .env: its Redis passwords are not this Redis's.
             "ENV_FILE": str(log_dir / "console.env"),
             "PYTHONUNBUFFERED": "1",
@@ -66,7 +66,7 @@ def console_stack(directory: Path, users: Mapping[str, str], password: str,
         running.callback(redis_server.stop)
         card = CardService(redis_server.url, directory).start()
         running.callback(card.stop)
-        console = ConsoleServer(redis_server.url, card.url, card.staff_token, directory,
+        console = ConsoleServer(redis_server.url, card.url, card.console_token, directory,
                                 dict(console_env or {})).start()
         running.callback(console.stop)
         for name, role in users.items():

@@ -29,6 +29,7 @@ class Stack:
             "RASA_JWT_SECRET": "test-rasa-jwt-secret-0123456789abc",
             "CARD_SERVICE_TOKEN": "test-service-token",
             "CARD_SERVICE_STAFF_TOKEN": "test-staff-token",
+            "CARD_SERVICE_CONSOLE_TOKEN": "test-console-token",
             "DATA_ENCRYPTION_KEY": "test-data-encryption-key-0123456789",
             "DATA_DIR": str(log_dir / "var"),
             # Every test client (and the bench's guardians) comes from 127.0.0.1: one address

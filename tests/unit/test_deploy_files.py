@@ -26,7 +26,7 @@ from bot.settings import GENERATED_SECRETS, ROOT, Settings, staffed_spans
 
 DEPLOY = ROOT / "deploy"
 SECRETS = ("RASA_TOKEN", "RASA_JWT_SECRET", "CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN",
-           "DATA_ENCRYPTION_KEY", "REDIS_PASSWORD", "REDIS_RASA_PASSWORD",
+           "CARD_SERVICE_CONSOLE_TOKEN", "DATA_ENCRYPTION_KEY", "REDIS_PASSWORD", "REDIS_RASA_PASSWORD",
            "REDIS_CARD_SERVICE_PASSWORD", "REDIS_CONSOLE_PASSWORD", "REST_TOKEN",
            "HANDOFF_TOKEN", "METRICS_TOKEN")
 # The Redis user each service connects as, and the variable holding its password.
@@ -88,7 +88,7 @@ def test_compose_ports_and_names_match_the_contract(compose: dict[str, Any]) -> 
         assert not [key for key in env(services[name]) if key.startswith("REDIS_")]
     assert "REDIS_PASSWORD" not in card  # the admin's: Redis itself and operators only
     assert {"REDIS_URL", "RASA_JWT_SECRET", "CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN",
-            "DATA_ENCRYPTION_KEY"} <= set(card)
+            "CARD_SERVICE_CONSOLE_TOKEN", "DATA_ENCRYPTION_KEY"} <= set(card)
     assert "RASA_TOKEN" not in card  # the narrowest credential: a one-conversation token
 
 
@@ -421,8 +421,9 @@ def test_kubernetes_manifests_reference_secrets_and_inline_none() -> None:
             if doc["kind"] == "Deployment"][0]
     container = card["spec"]["template"]["spec"]["containers"][0]
     refs = secret_refs(container["env"])
-    assert {"CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN", "DATA_ENCRYPTION_KEY",
-            "RASA_JWT_SECRET", "REDIS_CARD_SERVICE_PASSWORD"} <= set(refs.values())
+    assert {"CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN", "CARD_SERVICE_CONSOLE_TOKEN",
+            "DATA_ENCRYPTION_KEY", "RASA_JWT_SECRET",
+            "REDIS_CARD_SERVICE_PASSWORD"} <= set(refs.values())
     assert "REDIS_PASSWORD" not in refs.values()  # the admin's, not the card service's
     values = {item["name"]: item.get("value") for item in container["env"]}
     assert values["REDIS_URL"] == \
@@ -526,7 +527,7 @@ def test_card_service_image_runs_on_what_it_copies(tmp_path: Path) -> None:
 
 # What the console reads of its settings (console/*.py), and the variable each comes from.
 CONSOLE_READS = {"bind_host": "BIND_HOST", "staff_console_port": "STAFF_CONSOLE_PORT",
-                 "redis_url_for": "REDIS_URL", "staff_token": "CARD_SERVICE_STAFF_TOKEN",
+                 "redis_url_for": "REDIS_URL", "console_token": "CARD_SERVICE_CONSOLE_TOKEN",
                  "card_service_url": "CARD_SERVICE_URL", "rasa_url": "RASA_URL",
                  "handoff_token": "HANDOFF_TOKEN", "prometheus_url": "PROMETHEUS_URL"}
 # A value for every secret, to read a deployed environment as the code would.
@@ -593,7 +594,7 @@ def test_the_console_is_deployed_with_everything_it_reads() -> None:
     """A setting the console starts reading needs its variable in deploy/ too."""
     text = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "console").glob("*.py"))
     read = set(re.findall(r"\bsettings\.(\w+)", text))
-    assert {"staff_token", "redis_url_for", "staff_console_port"} <= read  # the scan works
+    assert {"console_token", "redis_url_for", "staff_console_port"} <= read  # the scan works
     assert read <= set(CONSOLE_READS), \
         f"the console now reads {read - set(CONSOLE_READS)}: set it in deploy/ and here"
 
@@ -613,7 +614,7 @@ def test_compose_runs_the_console_for_staff_only(compose: dict[str, Any]) -> Non
     assert f"127.0.0.1:{port}/health" in console["healthcheck"]["test"][-1]
     assert settings.redis_url_for(bot_redis.CONSOLE_USER) == \
         f"redis://console:{GIVEN['REDIS_CONSOLE_PASSWORD']}@redis:6379/0"
-    assert settings.staff_token == GIVEN["CARD_SERVICE_STAFF_TOKEN"]
+    assert settings.console_token == GIVEN["CARD_SERVICE_CONSOLE_TOKEN"]
     assert settings.handoff_token == GIVEN["HANDOFF_TOKEN"]
     # What it calls answers where it looks: the card service, any Rasa through nginx's
     # internal port, Prometheus.
@@ -626,8 +627,9 @@ def test_compose_runs_the_console_for_staff_only(compose: dict[str, Any]) -> Non
     host, prometheus_port = host_port(settings.prometheus_url)
     assert str(prometheus_port) in every[host]["expose"]
     # Nothing it does not use: no key to data at rest, no Rasa or service token, no admin.
-    assert not {"DATA_ENCRYPTION_KEY", "CARD_SERVICE_TOKEN", "RASA_TOKEN", "RASA_JWT_SECRET",
-                "REDIS_PASSWORD", "METRICS_TOKEN"} & set(values)
+    # The shared staff token stays with machines: the console names its people.
+    assert not {"DATA_ENCRYPTION_KEY", "CARD_SERVICE_TOKEN", "CARD_SERVICE_STAFF_TOKEN",
+                "RASA_TOKEN", "RASA_JWT_SECRET", "REDIS_PASSWORD", "METRICS_TOKEN"} & set(values)
     assert f":{port}" not in (DEPLOY / "nginx.conf").read_text()  # never behind nginx
 
 
@@ -640,7 +642,7 @@ def test_kubernetes_runs_the_console_as_compose_does(compose: dict[str, Any]) ->
     assert deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == \
         "cardbot-console"
     assert secret_refs(container["env"]) == {name: name for name in (
-        "REDIS_CONSOLE_PASSWORD", "CARD_SERVICE_STAFF_TOKEN", "HANDOFF_TOKEN")}
+        "REDIS_CONSOLE_PASSWORD", "CARD_SERVICE_CONSOLE_TOKEN", "HANDOFF_TOKEN")}
     values = pod_env(container, GIVEN)
     assert set(values) - {"REDIS_CONSOLE_PASSWORD"} == set(env(compose["services"]["console"]))
     settings = Settings.from_env(values)
