@@ -3,6 +3,7 @@ for the tests that drive real servers (see `pytest_collection_modifyitems`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from tests.testkit.redis_server import RedisServer
 # Such a test runs once more before it counts as failed. Each rerun is named in pytest's
 # summary (pyproject's `-raR`) and in CI's closing lines, to be mended, not forgotten.
 RERUN_DIRECTORIES = ("integration", "browser")
+
+# Every server a test starts reads `.env` underneath its environment; a developer's own, as
+# `make run` writes it, holds passwords and tokens that are not the test's. Tests that want
+# an env file name one.
+os.environ["ENV_FILE"] = os.devnull
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

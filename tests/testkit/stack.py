@@ -20,6 +20,9 @@ class Stack:
 
     def __init__(self, redis_url: str, log_dir: Path, extra_env: dict[str, str] | None = None):
         env = {
+            # Not the developer's `.env` from `make run`: its Redis passwords and tokens
+            # would fill in underneath and lock the processes out of this Redis.
+            "ENV_FILE": os.devnull,
             "RASA_PORT": str(free_port()),
             "ACTIONS_PORT": str(free_port()),
             "CARD_SERVICE_PORT": str(free_port()),
