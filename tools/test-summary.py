@@ -1,5 +1,6 @@
-"""Prints 'ci: N passed, N failed, N skipped' from a pytest JUnit XML report, and the tests
-that ran again before they passed or failed (a test run twice appears twice there)."""
+"""Prints 'ci: N passed, N failed, N skipped' from a pytest JUnit XML report, the tests
+that ran again before they passed or failed (a test run twice appears twice there), and the
+figures tests measured (record_testsuite_property), such as the handoff round trip."""
 
 import sys
 import xml.etree.ElementTree as ET  # noqa: N817
@@ -21,3 +22,7 @@ runs = Counter(f"{case.get('classname')}::{case.get('name')}" for case in suite.
 rerun = sorted(name for name, count in runs.items() if count > 1)
 if rerun:
     print(f"ci: {len(rerun)} rerun: {', '.join(rerun)}")
+measured = {prop.get("name"): prop.get("value") for prop in suite.iter("property")}
+if measured:
+    figures = ", ".join(f"{name} {value}" for name, value in sorted(measured.items()))
+    print(f"ci: measured {figures}")

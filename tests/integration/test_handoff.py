@@ -186,7 +186,7 @@ def round_trip(send: Any, arrived: Any) -> float:
 
 
 def test_a_telegram_guardian_hears_the_agent_in_order_and_the_assistant_afterwards(
-        stack: Stack, telegram: TelegramServer, record_property: Any) -> None:
+        stack: Stack, telegram: TelegramServer, record_testsuite_property: Any) -> None:
     alice = Agent(stack, "alice")
     guardian = TelegramGuardian(stack, telegram)
     # Telegram takes a typed "/..." as text: the guardian asks in words.
@@ -209,7 +209,7 @@ def test_a_telegram_guardian_hears_the_agent_in_order_and_the_assistant_afterwar
     sent = [t for t in telegram.messages_to(guardian.chat_id) if t.startswith("Reply ")]
     assert sent == [f"Reply {n} from Alice" for n in range(ROUND_TRIPS)]  # in order
     median_ms = statistics.median(times) * 1000
-    record_property("telegram_round_trip_median_ms", round(median_ms, 1))
+    record_testsuite_property("telegram_round_trip_median_ms", round(median_ms, 1))
     print(f"\nhandoff round trip over Telegram: median {median_ms:.1f} ms of {ROUND_TRIPS}")
 
     closed = alice.post(f"/conversations/{guardian.conversation}/close")
@@ -220,7 +220,7 @@ def test_a_telegram_guardian_hears_the_agent_in_order_and_the_assistant_afterwar
 
 
 def test_a_web_chat_guardian_hears_the_agent_on_the_page(
-        stack: Stack, record_property: Any) -> None:
+        stack: Stack, record_testsuite_property: Any) -> None:
     alice = Agent(stack, "alice")
 
     async def scenario() -> list[float]:
@@ -263,7 +263,7 @@ def test_a_web_chat_guardian_hears_the_agent_on_the_page(
     with ThreadPoolExecutor(1) as thread:
         times = thread.submit(asyncio.run, scenario()).result()
     median_ms = statistics.median(times) * 1000
-    record_property("webchat_round_trip_median_ms", round(median_ms, 1))
+    record_testsuite_property("webchat_round_trip_median_ms", round(median_ms, 1))
     print(f"\nhandoff round trip over web chat: median {median_ms:.1f} ms of {ROUND_TRIPS}")
 
 
