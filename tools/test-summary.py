@@ -22,7 +22,9 @@ runs = Counter(f"{case.get('classname')}::{case.get('name')}" for case in suite.
 rerun = sorted(name for name, count in runs.items() if count > 1)
 if rerun:
     print(f"ci: {len(rerun)} rerun: {', '.join(rerun)}")
-measured = {prop.get("name"): prop.get("value") for prop in suite.iter("property")}
+# Hypothesis writes its statistics as properties too; ours are figures in ms.
+measured = {prop.get("name"): prop.get("value") for prop in suite.iter("property")
+            if str(prop.get("name")).endswith("_ms")}
 if measured:
     figures = ", ".join(f"{name} {value}" for name, value in sorted(measured.items()))
     print(f"ci: measured {figures}")
