@@ -25,7 +25,8 @@ JWT_SECRET = "rasa-test-jwt-secret-0123456789-x"
 
 
 def allowed(authorization: str | None, path: str, secret: str) -> int:
-    """200, 401 or 403 for a request to /conversations/<id>/..., as Rasa would answer."""
+    """200, 401 or 403 for a request to Rasa's API, as Rasa would answer: an admin may call
+    anything, a user only /conversations/<their own id>/..."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme != "Bearer" or not token:
         return 401
@@ -34,8 +35,9 @@ def allowed(authorization: str | None, path: str, secret: str) -> int:
     except jwt.PyJWTError:
         return 401
     user = claims.get("user") or {}
-    conversation = unquote(urlsplit(path).path.split("/")[2])
-    if user.get("role") == "admin" or (user.get("role") == "user"
+    parts = urlsplit(path).path.split("/")
+    conversation = unquote(parts[2]) if parts[1:2] == ["conversations"] else None
+    if user.get("role") == "admin" or (user.get("role") == "user" and conversation
                                         and user.get("username") == conversation):
         return 200
     return 403

@@ -5,40 +5,38 @@ here a local server checks the request the way Rasa's `requires_auth` does."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-import jwt
 import pytest
 
 from bot.settings import Settings
 from bot.stack.health import rasa_ready
+from tests.testkit.local_server import LocalServer
+from tests.testkit.rasa_stand_in import allowed
 
 SECRET = "health-test-jwt-secret-0123456789abcdef"
 TOKEN = "health-test-rasa-token"
 
 
-class FakeRasa:
+class FakeRasa(LocalServer):
     """/status with a model, for an admin JWT signed with SECRET or ?token=TOKEN."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        super().__init__()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 fake.paths.append(self.path)
                 url = urlsplit(self.path)
-                allowed = parse_qs(url.query).get("token") == [TOKEN]
-                bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                try:
-                    claims = jwt.decode(bearer, SECRET, algorithms=["HS256"])
-                    allowed = allowed or claims["user"]["role"] == "admin"
-                except jwt.PyJWTError:
-                    pass
-                status, body = (200, {"model_id": "m1"}) if allowed else (401, {})
+                ok = (parse_qs(url.query).get("token") == [TOKEN]
+                      or allowed(self.headers.get("Authorization"), self.path, SECRET) == 200)
+                status, body = (200, {"model_id": "m1"}) if ok else (401, {})
                 self.send_response(status if url.path == "/status" else 404)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -47,22 +45,18 @@ class FakeRasa:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return Handler
 
 
 @pytest.fixture
 def rasa() -> Iterator[FakeRasa]:
-    fake = FakeRasa()
+    fake = FakeRasa().start()
     yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
+    fake.stop()
 
 
 def settings_for(rasa: FakeRasa, **env: str) -> Settings:
-    port = rasa.url.rsplit(":", 1)[1]
-    return Settings.from_env({"RASA_PORT": port, **env})
+    return Settings.from_env({"RASA_PORT": str(rasa.port), **env})
 
 
 def test_with_a_jwt_secret_the_token_stays_out_of_the_url(rasa: FakeRasa) -> None:
