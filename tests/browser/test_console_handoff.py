@@ -39,9 +39,7 @@ TIMEOUT_S = 30
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("console-handoff")
-    with running_stack(directory, {"HANDOFF_TOKEN": TOKEN, "STAFFED_HOURS": ALWAYS,
-                                   # Not a developer's .env: its Redis users are not this one's.
-                                   "ENV_FILE": str(directory / "none.env")}) as running:
+    with running_stack(directory, {"HANDOFF_TOKEN": TOKEN, "STAFFED_HOURS": ALWAYS}) as running:
         for name, role in USERS.items():
             done = subprocess.run([sys.executable, "-m", "console", "user", "add", name,
                                    "--role", role], input=PASSWORD + "\n", text=True,

@@ -33,8 +33,6 @@ class ConsoleServer(HttpProcess):
             "REDIS_URL": redis_url,
             "CARD_SERVICE_URL": card_service_url,
             "CARD_SERVICE_CONSOLE_TOKEN": console_token,
-            # Not the project's .env: its Redis passwords are not this Redis's.
-            "ENV_FILE": str(log_dir / "console.env"),
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         })
